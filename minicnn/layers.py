@@ -1,0 +1,339 @@
+"""Layers: thin stateful wrappers around the forward/backward pairs in ``functional``.
+
+Every layer has ``params`` and ``grads`` (dicts with the same keys, PyTorch's names
+``weight``/``bias``), ``buffers`` (state that is saved but not trained, e.g. batch
+norm's running statistics), ``training`` and ``cache`` (``None`` until ``forward``).
+
+    out = layer.forward(x)            # stores the cache
+    dx  = layer.backward(dout, ...)   # returns dL/dx and OVERWRITES layer.grads
+
+``backward`` takes three keyword options, shared by all layers so a model can pass
+them down uniformly: ``param_grads`` (compute parameter gradients or skip them),
+``relu_rule`` (only ReLU/ReLU6 read it) and ``need_dx`` (skip the input gradient).
+The containers ``Sequential`` and ``Residual`` live in ``minicnn.model``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import functional as Fn
+from .backend import get_xp
+from .im2col import pair
+
+
+def _rng(rng):
+    """An ``np.random.Generator`` from a seed, a Generator or None (fresh entropy)."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def _uniform(rng, bound, shape, dtype):
+    """U(-bound, bound) drawn directly in ``dtype`` (VGG16's 138 M weights: no float64 detour)."""
+    dtype = np.dtype(dtype)
+    draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+    u = _rng(rng).random(shape, dtype=draw_dtype)
+    return ((u * 2.0 - 1.0) * bound).astype(dtype, copy=False)
+
+
+class Layer:
+    """Base class: parameter dicts, train/eval flag, cache check, repr from config."""
+
+    def __init__(self):
+        self.params, self.grads, self.buffers = {}, {}, {}
+        self.training = True
+        self.cache = None
+
+    def forward(self, x):  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        raise NotImplementedError  # pragma: no cover
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def _cached(self):
+        if self.cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: call forward first")
+        return self.cache
+
+    def config(self) -> dict:
+        """Constructor arguments as a JSON-able dict, with the class name under "type"."""
+        return {"type": type(self).__name__}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+
+class Conv2d(Layer):
+    """2-D convolution, PyTorch layout: weight (out, in/groups, kh, kw), bias (out,).
+
+    Initialised He-uniform (bound sqrt(6 / fan_in), fan_in = in/groups*kh*kw; He et al.,
+    arXiv:1502.01852) with zero bias, which trains ReLU networks from scratch reliably.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, rng=None, dtype="float32"):
+        super().__init__()
+        kh, kw = pair(kernel_size, "kernel_size")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: in={in_channels} and out={out_channels} must be divisible "
+                             f"by groups={groups}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.dilation = (kh, kw), pair(stride), pair(dilation)
+        self.padding = padding if isinstance(padding, (str, int)) else tuple(padding)
+        self.groups = groups
+        fan_in = in_channels // groups * kh * kw
+        bound = math.sqrt(6.0 / fan_in)
+        shape = (out_channels, in_channels // groups, kh, kw)
+        self.params["weight"] = _uniform(rng, bound, shape, dtype)
+        if bias:
+            self.params["bias"] = np.zeros(out_channels, dtype=dtype)
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d expects (N, {self.in_channels}, H, W) input, got {x.shape}")
+        out, self.cache = Fn.conv2d_forward(x, self.params["weight"], self.params.get("bias"),
+                                            self.stride, self.padding, self.dilation, self.groups)
+        return out
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        dx, dw, db = Fn.conv2d_backward(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
+        if param_grads:
+            self.grads["weight"] = dw
+            if db is not None:
+                self.grads["bias"] = db
+        return dx
+
+    def config(self):
+        return {"type": "Conv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": self.padding if isinstance(self.padding, (str, int)) else list(self.padding),
+                "dilation": list(self.dilation), "groups": self.groups, "bias": "bias" in self.params}
+
+
+class Linear(Layer):
+    """Fully connected layer: y = x W^T + b, weight (out, in) as in PyTorch; He-uniform init."""
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, dtype="float32"):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = math.sqrt(6.0 / in_features)
+        self.params["weight"] = _uniform(rng, bound, (out_features, in_features), dtype)
+        if bias:
+            self.params["bias"] = np.zeros(out_features, dtype=dtype)
+
+    def forward(self, x):
+        out, self.cache = Fn.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        return out
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        dx, dw, db = Fn.linear_backward(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
+        if param_grads:
+            self.grads["weight"] = dw
+            if db is not None:
+                self.grads["bias"] = db
+        return dx
+
+    def config(self):
+        return {"type": "Linear", "in_features": self.in_features,
+                "out_features": self.out_features, "bias": "bias" in self.params}
+
+
+class ReLU(Layer):
+    """max(x, 0). Its backward rule is chosen per call: standard, deconvnet or guided."""
+
+    upper = None
+
+    def forward(self, x):
+        out, self.cache = Fn.relu_forward(x, self.upper)
+        return out
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        return Fn.relu_backward(dout, self._cached(), relu_rule) if need_dx else None
+
+
+class ReLU6(ReLU):
+    """min(max(x, 0), 6) (MobileNet/EfficientNet-Lite); same three backward rules as ReLU."""
+
+    upper = 6.0
+
+
+class MaxPool2d(Layer):
+    """Max pooling (kernel, stride=kernel, padding); gradient to the first maximum per window."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+        self.padding = padding if isinstance(padding, int) else tuple(padding)
+
+    _forward_fn, _backward_fn = staticmethod(Fn.maxpool2d_forward), staticmethod(Fn.maxpool2d_backward)
+
+    def forward(self, x):
+        out, self.cache = self._forward_fn(x, self.kernel_size, self.stride, self.padding)
+        return out
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        return self._backward_fn(dout, self._cached()) if need_dx else None
+
+    def config(self):
+        return {"type": type(self).__name__, "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride),
+                "padding": self.padding if isinstance(self.padding, int) else list(self.padding)}
+
+
+class AvgPool2d(MaxPool2d):
+    """Average pooling (kernel, stride=kernel, padding; zero padding counted in the mean)."""
+
+    _forward_fn, _backward_fn = staticmethod(Fn.avgpool2d_forward), staticmethod(Fn.avgpool2d_backward)
+
+
+class GlobalAvgPool2d(Layer):
+    """Global average pooling (N, C, H, W) -> (N, C): F_k = 1/Z sum_ij A^k_ij (CAM, Zhou et al.)."""
+
+    def forward(self, x):
+        out, self.cache = Fn.global_avg_pool_forward(x)
+        return out
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        return Fn.global_avg_pool_backward(dout, self._cached()) if need_dx else None
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Average over PyTorch's adaptive bins, to a fixed (OH, OW) whatever the input size.
+
+    Bin i along an axis of length H covers [floor(i*H/OH), ceil((i+1)*H/OH)); the pooling is
+    linear and separable, so out = P_h @ x @ P_w^T with averaging matrices P (OH, H), and
+    backward is dx = P_h^T @ dout @ P_w. VGG uses it as ``avgpool`` (identity at 224x224).
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = pair(output_size, "output_size")
+
+    @staticmethod
+    def _bins(size, out, xp, dtype):
+        P = xp.zeros((out, size), dtype=dtype)
+        for i in range(out):
+            lo, hi = (i * size) // out, -((-(i + 1) * size) // out)
+            P[i, lo:hi] = 1.0 / (hi - lo)
+        return P
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"AdaptiveAvgPool2d expects (N, C, H, W), got shape {x.shape}")
+        xp = get_xp(x)
+        Ph = self._bins(x.shape[2], self.output_size[0], xp, x.dtype)
+        Pw = self._bins(x.shape[3], self.output_size[1], xp, x.dtype)
+        self.cache = (Ph, Pw)
+        if (x.shape[2], x.shape[3]) == self.output_size:
+            return x  # NOTE: identity bins; skip two matrix products
+        return Ph @ x @ Pw.T
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        Ph, Pw = self._cached()
+        if not need_dx:
+            return None
+        if Ph.shape[0] == Ph.shape[1] and Pw.shape[0] == Pw.shape[1]:
+            return dout
+        return Ph.T @ dout @ Pw
+
+    def config(self):
+        return {"type": "AdaptiveAvgPool2d", "output_size": list(self.output_size)}
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W) in C order (PyTorch's flatten order), and back."""
+
+    def forward(self, x):
+        self.cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        return dout.reshape(self._cached()) if need_dx else None
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training zero each unit with probability p and scale by 1/(1-p);
+    the identity in eval mode. The mask comes from the layer's own seeded generator."""
+
+    def __init__(self, p=0.5, seed=None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout probability must be in [0, 1), got {p}")
+        self.p, self.seed = float(p), seed
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            self.cache = None
+            return x
+        xp = get_xp(x)
+        keep = xp.asarray(self.rng.random(x.shape) >= self.p)
+        out, self.cache = Fn.dropout_forward(x, self.p, keep)
+        return out
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        if not need_dx:
+            return None
+        return dout if self.cache is None else Fn.dropout_backward(dout, self.cache)
+
+    def config(self):
+        return {"type": "Dropout", "p": self.p, "seed": self.seed}
+
+
+class BatchNorm2d(Layer):
+    """Batch norm over (N, H, W) per channel; running averages with PyTorch's momentum rule:
+
+    running = (1 - momentum) * running + momentum * batch_stat   (unbiased variance, as PyTorch)
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype="float32"):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
+        self.params["weight"] = np.ones(num_features, dtype=dtype)
+        self.params["bias"] = np.zeros(num_features, dtype=dtype)
+        self.buffers["running_mean"] = np.zeros(num_features, dtype=dtype)
+        self.buffers["running_var"] = np.ones(num_features, dtype=dtype)
+
+    def forward(self, x):
+        b = self.buffers
+        out, self.cache = Fn.batchnorm2d_forward(x, self.params["weight"], self.params["bias"],
+                                                 b["running_mean"], b["running_var"],
+                                                 self.training, self.eps)
+        if self.training:
+            m = x.shape[0] * x.shape[2] * x.shape[3]
+            unbiased = self.cache.var * (m / max(m - 1, 1))
+            mom = self.momentum
+            b["running_mean"] = ((1 - mom) * b["running_mean"] + mom * self.cache.mean).astype(x.dtype)
+            b["running_var"] = ((1 - mom) * b["running_var"] + mom * unbiased).astype(x.dtype)
+        return out
+
+    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+        dx, dg, db = Fn.batchnorm2d_backward(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
+        if param_grads:
+            self.grads["weight"], self.grads["bias"] = dg, db
+        return dx
+
+    def config(self):
+        return {"type": "BatchNorm2d", "num_features": self.num_features, "eps": self.eps,
+                "momentum": self.momentum}
+
+
+LAYER_TYPES = {cls.__name__: cls for cls in
+               (Conv2d, Linear, ReLU, ReLU6, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d, Flatten,
+                Dropout, BatchNorm2d)}
+
+
+def __getattr__(name):
+    # NOTE: the containers live in model.py (they import this module); expose them here too so
+    # ``from minicnn import layers as L; L.Residual(...)`` works without a circular import.
+    if name in ("Residual", "Sequential"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'minicnn.layers' has no attribute {name!r}")

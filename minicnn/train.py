@@ -1,0 +1,233 @@
+"""The training loop: seeded mini-batch SGD with checkpoints that resume bit for bit.
+
+One step is the chain every lesson draws:
+
+    scores = model(x_batch)                               forward, train mode
+    L, dscores = softmax_cross_entropy(scores, y_batch)   dL/dscores = (p - onehot) / B
+    model.backward(dscores, input_grad=False)             parameter grads, no dL/dx
+    optimizer.step()                                      p <- p - lr * update(grad)
+
+Reproducibility: epoch ``e`` shuffles with its own generator,
+``np.random.default_rng((seed, e))``, which is also handed to ``augment``. So the
+batches of an epoch do not depend on earlier epochs, and a run that is stopped after
+epoch ``e`` and resumed from its checkpoint (model state, optimiser state, history)
+follows exactly the same arithmetic as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import io
+from .backend import asarray, device_of, to_numpy
+from .losses import accuracy, softmax_cross_entropy
+
+CHECKPOINT_FORMAT = "minicnn-checkpoint"
+
+
+@dataclass
+class History:
+    """Per-epoch records of a :func:`fit` run (index i = epoch i).
+
+    loss : mean training loss over the epoch's samples
+    acc : training accuracy of the (train-mode) forward passes during the epoch
+    val_acc : accuracy on ``val`` after the epoch, or None without ``val``
+    seconds : wall time of the epoch, evaluation included
+    """
+
+    loss: list = field(default_factory=list)
+    acc: list = field(default_factory=list)
+    val_acc: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+
+    def as_dict(self):
+        """JSON-able ``{"loss": [...], "acc": [...], "val_acc": [...], "seconds": [...]}``."""
+        return {"loss": list(self.loss), "acc": list(self.acc), "val_acc": list(self.val_acc),
+                "seconds": list(self.seconds)}
+
+
+def _model_device_dtype(model):
+    """Device and dtype of the model's first parameter (``("numpy", None)`` if it has none)."""
+    for _, p, _ in model.named_parameters():
+        return device_of(p), p.dtype
+    return "numpy", None
+
+
+def _batches(N, batch_size):
+    """Yield ``(start, stop)`` of consecutive mini-batches; the last one may be smaller."""
+    for start in range(0, N, batch_size):
+        yield start, min(start + batch_size, N)
+
+
+def evaluate(model, X, y, batch_size=256):
+    """Accuracy of ``model`` on ``(X, y)`` in eval mode; the previous mode is restored.
+
+    acc = 1/N * sum_n [argmax_c model(X)[n, c] == y[n]]
+
+    Parameters
+    ----------
+    model : callable model with ``train()``, ``eval()``, ``training``
+    X : (N, ...) inputs (host or device)
+    y : (N,) integer labels
+    batch_size : int
+
+    Returns
+    -------
+    acc : float
+    """
+    N = len(X)
+    if len(y) != N or N == 0:
+        raise ValueError(f"need as many labels as inputs (N > 0), got {N} inputs, {len(y)} labels")
+    device, dtype = _model_device_dtype(model)
+    y = to_numpy(y)
+    was_training = model.training
+    model.eval()
+    try:
+        correct = 0.0
+        for a, b in _batches(N, batch_size):
+            scores = model(asarray(X[a:b], device, dtype))
+            correct += accuracy(scores, y[a:b]) * (b - a)
+    finally:
+        if was_training:
+            model.train()
+    return correct / N
+
+
+def _layer_rngs(model):
+    """Layers that draw random numbers of their own (e.g. Dropout's ``rng``), by name.
+
+    Their generator states go into the checkpoint (a JSON-able dict of Python ints), so
+    that a resumed run draws the same masks as an uninterrupted one.
+    """
+    named = model.named_layers() if hasattr(model, "named_layers") else []
+    return {n: lay.rng for n, lay in named
+            if isinstance(getattr(lay, "rng", None), np.random.Generator)}
+
+
+def _save_checkpoint(path, model, optimizer, epochs_done, history, run):
+    """Atomically write model state, optimiser state, epoch count and history to ``path``."""
+    opt = optimizer.state_dict()
+    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    arrays.update({f"optim/{k}": v for k, v in opt["arrays"].items()})
+    meta = {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": epochs_done,
+            "history": history.as_dict(), "optimizer": opt["scalars"], "run": run,
+            "rng_states": {n: g.bit_generator.state for n, g in _layer_rngs(model).items()}}
+    io.save_arrays(path, arrays, meta)
+
+
+def _load_checkpoint(path, model, optimizer, run):
+    """Restore model, optimiser and layer generators from ``path``; return ``(epochs, history)``."""
+    arrays, meta = io.load_arrays(path)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise io.WeightFileError(f"{path}: not a training checkpoint "
+                                 f"(format {meta.get('format')!r})")
+    if meta.get("run") != run:
+        # NOTE: another seed or batch size would silently break "resumed == uninterrupted".
+        raise ValueError(f"{path}: checkpoint was written with {meta.get('run')}, this run uses "
+                         f"{run}; pass resume=False or another checkpoint path")
+    rngs, states = _layer_rngs(model), meta.get("rng_states", {})
+    if set(rngs) != set(states):
+        raise ValueError(f"{path}: checkpoint has generator states for {sorted(states)}, "
+                         f"the model has random layers {sorted(rngs)}")
+    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+    optimizer.load_state_dict({"scalars": meta["optimizer"],
+                               "arrays": {k[6:]: v for k, v in arrays.items()
+                                          if k.startswith("optim/")}})
+    for n, g in rngs.items():
+        g.bit_generator.state = states[n]
+    h = meta["history"]
+    return int(meta["epoch"]), History(h["loss"], h["acc"], h["val_acc"], h["seconds"])
+
+
+def _bar(epoch, done, total, loss):
+    """One-line progress bar redrawn with ``\\r`` on stderr (only called for a TTY)."""
+    width = 24
+    fill = int(width * done / total)
+    sys.stderr.write(f"\repoch {epoch + 1} [{'=' * fill}{' ' * (width - fill)}] "
+                     f"{done}/{total} loss {loss:.4f}")
+    sys.stderr.flush()
+
+
+def fit(model, optimizer, X, y, epochs, batch_size=64, seed=0, val=None, checkpoint=None,
+        resume=True, progress=True, augment=None):
+    """Train ``model`` with ``optimizer`` on ``(X, y)`` for ``epochs`` epochs.
+
+    Per epoch e: order = default_rng((seed, e)).permutation(N); for each mini-batch B:
+    L = softmax_cross_entropy(model(X[B]), y[B]); backward; optimizer.step().
+
+    Parameters
+    ----------
+    model : Sequential-like (``__call__``, ``backward``, ``named_parameters``, ``state_dict``,
+        ``load_state_dict``, ``train``, ``eval``, ``training``)
+    optimizer : :class:`minicnn.optim.SGD` or ``Adam`` bound to ``model``
+    X : (N, C, H, W) inputs, usually a host NumPy array; each batch is moved to the
+        model's device and dtype
+    y : (N,) integer labels
+    epochs : total number of epochs (a resumed run continues up to this number)
+    batch_size : int; the last batch of an epoch may be smaller
+    seed : int, seeds the per-epoch shuffling (and ``augment``)
+    val : optional ``(X_val, y_val)``, evaluated in eval mode after every epoch
+    checkpoint : optional path of an ``.npz`` written atomically after every epoch
+    resume : with an existing ``checkpoint``, load it and continue after its last epoch
+    progress : print a per-batch bar (stderr, TTY only) and one line per epoch (stdout)
+    augment : optional ``augment(x_batch, rng) -> x_batch`` on host arrays; ``rng`` is the
+        epoch's generator, so augmentation is reproducible and resumable too
+
+    Returns
+    -------
+    History with per-epoch ``loss``, ``acc``, ``val_acc``, ``seconds``
+    """
+    N = len(X)
+    y = to_numpy(y)
+    if y.shape != (N,):
+        raise ValueError(f"labels must have shape ({N},), got {y.shape}")
+    if N == 0 or batch_size < 1 or epochs < 0:
+        raise ValueError(f"need N > 0, batch_size >= 1, epochs >= 0 "
+                         f"(got N={N}, batch_size={batch_size}, epochs={epochs})")
+    run = {"seed": int(seed), "batch_size": int(batch_size), "n_samples": int(N)}
+    history, start = History(), 0
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        start, history = _load_checkpoint(checkpoint, model, optimizer, run)
+    device, dtype = _model_device_dtype(model)
+    bar = progress and sys.stderr.isatty()
+    n_batches = -(-N // batch_size)
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng((seed, epoch))  # depends on (seed, epoch) only: resumable
+        order = rng.permutation(N)
+        model.train()
+        loss_sum = correct = 0.0
+        for i, (a, b) in enumerate(_batches(N, batch_size)):
+            idx = order[a:b]
+            xb = X[idx] if augment is None else augment(X[idx], rng)
+            xb = asarray(xb, device, dtype)
+            yb = y[idx]
+            scores = model(xb)
+            loss, dscores = softmax_cross_entropy(scores, yb)
+            model.backward(dscores, input_grad=False)  # stores parameter grads only
+            optimizer.step()
+            loss_sum += loss * (b - a)  # sum over samples: batches may differ in size
+            correct += accuracy(scores, yb) * (b - a)
+            if bar:
+                _bar(epoch, i + 1, n_batches, loss_sum / b)
+        val_acc = evaluate(model, val[0], val[1]) if val is not None else None
+        history.loss.append(loss_sum / N)
+        history.acc.append(correct / N)
+        history.val_acc.append(val_acc)
+        history.seconds.append(time.perf_counter() - t0)
+        if bar:
+            sys.stderr.write("\r\033[K")  # clear the bar before the epoch line
+            sys.stderr.flush()
+        if progress:
+            v = "-" if val_acc is None else f"{val_acc:.4f}"
+            print(f"epoch {epoch + 1}/{epochs}  loss {history.loss[-1]:.4f}  "
+                  f"acc {history.acc[-1]:.4f}  val_acc {v}  {history.seconds[-1]:.1f}s",
+                  flush=True)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, optimizer, epoch + 1, history, run)
+    return history

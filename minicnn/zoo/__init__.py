@@ -1,0 +1,105 @@
+"""Model zoo: architectures, and the small demo models trained on shapes that ship with the package.
+
+``shapes_cnn`` and ``shapes_gap`` are trained by ``python -m minicnn.zoo.train_shapes``
+(deterministic) and loaded with ``pretrained=True`` from ``minicnn/zoo/weights``.
+``vgg16`` uses torchvision's layer names so a torchvision state dict converts key for key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import layers as L
+from ..model import Sequential
+
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+SHAPES_CLASSES = ("circle", "square", "triangle", "cross")
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _pretrained(model, name):
+    from .. import io
+
+    path = WEIGHTS_DIR / f"{name}.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"no shipped weights for {name!r} at {path}; "
+                                f"train them with: python -m minicnn.zoo.train_shapes {name}")
+    arrays, meta = io.load_arrays(path)
+    model.load_state_dict(arrays)
+    model.class_names = list(meta.get("class_names") or SHAPES_CLASSES)
+    model.eval()
+    return model
+
+
+def _conv_bn_relu(i, c_in, c_out, rng):
+    """conv{i} -> bn{i} -> relu{i}: batch norm lets these small nets train in a couple of minutes;
+    in eval mode it is a fixed per-channel affine map, so explanations see a plain conv."""
+    return [(f"conv{i}", L.Conv2d(c_in, c_out, 3, padding=1, rng=rng)),
+            (f"bn{i}", L.BatchNorm2d(c_out)), (f"relu{i}", L.ReLU())]
+
+
+def shapes_cnn(pretrained=False, seed=0):
+    """Conv stack + dense head for 64x64 shapes (the last conv block's map, ``relu3``, is 16x16).
+
+    [conv bn relu pool](3->16) | [conv bn relu pool](16->32) | [conv bn relu](32->64) | pool
+    flatten fc(4096->64) relu dropout fc(64->4). The dense head makes Grad-CAM differ from CAM.
+    """
+    rng = np.random.default_rng(seed)
+    model = Sequential(
+        _conv_bn_relu(1, 3, 16, rng) + [("pool1", L.MaxPool2d(2))]
+        + _conv_bn_relu(2, 16, 32, rng) + [("pool2", L.MaxPool2d(2))]
+        + _conv_bn_relu(3, 32, 64, rng) + [("pool3", L.MaxPool2d(2))]
+        + [("flatten", L.Flatten()), ("fc1", L.Linear(64 * 8 * 8, 64, rng=rng)), ("relu4", L.ReLU()),
+           ("drop", L.Dropout(0.3, seed=seed)), ("fc2", L.Linear(64, len(SHAPES_CLASSES), rng=rng))],
+        class_names=SHAPES_CLASSES)
+    return _pretrained(model, "shapes_cnn") if pretrained else model
+
+
+def shapes_gap(pretrained=False, seed=0):
+    """The CAM architecture (Zhou et al.): conv stack, global average pooling, one linear layer.
+
+    [conv bn relu pool](3->16) | [conv bn relu pool](16->32) | [conv bn relu](32->64) |
+    [conv bn relu](64->64) | gap | fc(64->4); the last conv block's map (``relu4``) is 16x16.
+    """
+    rng = np.random.default_rng(seed)
+    model = Sequential(
+        _conv_bn_relu(1, 3, 16, rng) + [("pool1", L.MaxPool2d(2))]
+        + _conv_bn_relu(2, 16, 32, rng) + [("pool2", L.MaxPool2d(2))]
+        + _conv_bn_relu(3, 32, 64, rng) + _conv_bn_relu(4, 64, 64, rng)
+        + [("gap", L.GlobalAvgPool2d()), ("fc", L.Linear(64, len(SHAPES_CLASSES), rng=rng))],
+        class_names=SHAPES_CLASSES)
+    return _pretrained(model, "shapes_gap") if pretrained else model
+
+
+def vgg16(num_classes=1000, width=1.0, seed=0, dtype="float32"):
+    """VGG16 (Simonyan & Zisserman, arXiv:1409.1556) with torchvision's layer names.
+
+    ``features.0`` ... ``features.30`` (13 3x3 convs, ReLUs, 5 max-pools), ``avgpool``
+    (adaptive to 7x7), ``flatten``, ``classifier.0`` ... ``classifier.6``. ``width`` scales
+    every channel count (e.g. 0.125 for fast cross-checks). No pretrained weights ship: import
+    a torchvision state dict with ``load_state_dict``.
+    """
+    rng = np.random.default_rng(seed)
+    feats, c_in, i = [], 3, 0
+    for v in VGG16_CFG:
+        if v == "M":
+            feats.append((str(i), L.MaxPool2d(2)))
+            i += 1
+        else:
+            c_out = max(1, int(round(v * width)))
+            feats += [(str(i), L.Conv2d(c_in, c_out, 3, padding=1, rng=rng, dtype=dtype)),
+                      (str(i + 1), L.ReLU())]
+            c_in, i = c_out, i + 2
+    hidden = max(1, int(round(4096 * width)))
+    classifier = [("0", L.Linear(c_in * 49, hidden, rng=rng, dtype=dtype)), ("1", L.ReLU()),
+                  ("2", L.Dropout(0.5, seed=seed)),
+                  ("3", L.Linear(hidden, hidden, rng=rng, dtype=dtype)), ("4", L.ReLU()),
+                  ("5", L.Dropout(0.5, seed=seed)),
+                  ("6", L.Linear(hidden, num_classes, rng=rng, dtype=dtype))]
+    return Sequential([("features", Sequential(feats)), ("avgpool", L.AdaptiveAvgPool2d(7)),
+                       ("flatten", L.Flatten()), ("classifier", Sequential(classifier))]).eval()
+
+
+MODELS = {"shapes_cnn": shapes_cnn, "shapes_gap": shapes_gap, "vgg16": vgg16}

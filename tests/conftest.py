@@ -1,0 +1,36 @@
+"""Shared fixtures: the array backends to test on, and hypothesis profiles.
+
+``xp`` runs a test on NumPy always and on CuPy where CuPy and a CUDA device exist
+(otherwise that parametrisation is skipped with the reason).
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from minicnn.backend import HAS_CUPY
+
+settings.register_profile(
+    "default", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+)
+settings.register_profile("thorough", max_examples=300, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+BACKENDS = ["numpy", pytest.param("cupy", marks=[
+    pytest.mark.gpu,
+    pytest.mark.skipif(not HAS_CUPY, reason="CuPy with a CUDA device is not available"),
+])]
+
+
+@pytest.fixture(params=BACKENDS)
+def xp(request):
+    """The array module under test: numpy, or cupy where a GPU is present."""
+    if request.param == "numpy":
+        return np
+    import cupy
+
+    return cupy
