@@ -25,7 +25,7 @@ RELU_RULES = ("standard", "deconvnet", "guided")
 class Conv2dCache(NamedTuple):
     x_shape: tuple
     padded_shape: tuple
-    cols: object  # (N, G, Cg*KH*KW, OH*OW) im2col matrix (a view of x for 1x1 stride-1 convs)
+    cols: object  # (G, Cg*KH*KW, N*OH*OW) im2col matrix
     w: object
     has_bias: bool
     stride: tuple
@@ -78,17 +78,18 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     stride, dilation, pads, (OH, OW) = _conv_geometry(x, w, stride, padding, dilation, groups)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    G = groups
+    G, K, P = groups, Cg * KH * KW, N * OH * OW
     if (KH, KW) == (1, 1) and stride == (1, 1) and not any(pads):
-        # NOTE: a 1x1 stride-1 conv is a plain matrix product over channels: no im2col copy.
-        cols = x.reshape(N, G, Cg, H * W)
+        # NOTE: a 1x1 stride-1 conv is a plain matrix product over channels: no window view.
+        cols = xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(G, K, P)
     else:
-        xpad = pad(x, pads)
-        # (N, C, KH, KW, OH, OW) view -> (N, G, Cg*KH*KW, OH*OW) contiguous im2col matrix
-        cols = xp.ascontiguousarray(windows(xpad, (KH, KW), stride, dilation, (OH, OW)))
-        cols = cols.reshape(N, G, Cg * KH * KW, OH * OW)
-    wmat = w.reshape(G, F // G, Cg * KH * KW)
-    out = xp.matmul(wmat, cols).reshape(N, F, OH, OW)  # (G,Fg,K) @ (N,G,K,P) -> (N,G,Fg,P)
+        view = windows(pad(x, pads), (KH, KW), stride, dilation, (OH, OW))  # (N,C,KH,KW,OH,OW)
+        # im2col: one copy into (C, KH, KW, N, OH, OW) -> (G, Cg*KH*KW, N*OH*OW), so the whole
+        # batch is ONE matrix product per group (not N small ones) in forward and in backward
+        cols = xp.ascontiguousarray(view.transpose(1, 2, 3, 0, 4, 5)).reshape(G, K, P)
+    out = xp.matmul(w.reshape(G, F // G, K), cols)  # (G, Fg, K) @ (G, K, P) -> (G, Fg, P)
+    out = out.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)  # -> (N, F, OH, OW)
+    out = xp.ascontiguousarray(out)
     if b is not None:
         out += b.reshape(1, F, 1, 1)
     padded = (N, C, H + pads[0] + pads[1], W + pads[2] + pads[3])
@@ -115,24 +116,28 @@ def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     xp = get_xp(dout)
     N, F, OH, OW = dout.shape
     G = cache.groups
-    d = dout.reshape(N, G, F // G, OH * OW)
+    F_, Cg, KH, KW = cache.w.shape
+    # (N, F, OH, OW) -> (G, Fg, N*OH*OW), matching the columns of cache.cols
+    d = xp.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(G, F // G, N * OH * OW)
     db = dout.sum(axis=(0, 2, 3)) if (need_dw and cache.has_bias) else None
     dw = None
     if need_dw:
-        # (N,G,Fg,P) @ (N,G,P,K) -> (N,G,Fg,K), summed over the batch
-        dw = xp.matmul(d, cache.cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(cache.w.shape)
+        # (G, Fg, P) @ (G, P, K) -> (G, Fg, K): dw summed over the batch inside the product
+        dw = xp.matmul(d, cache.cols.transpose(0, 2, 1)).reshape(cache.w.shape)
     dx = None
     if need_dx:
-        F_, Cg, KH, KW = cache.w.shape
         wmat = cache.w.reshape(G, F // G, Cg * KH * KW)
-        dcols = xp.matmul(wmat.transpose(0, 2, 1), d)  # (G,K,Fg) @ (N,G,Fg,P) -> (N,G,K,P)
+        dcols = xp.matmul(wmat.transpose(0, 2, 1), d)  # (G, K, Fg) @ (G, Fg, P) -> (G, K, P)
         N_, C, H, W = cache.x_shape
         if (KH, KW) == (1, 1) and cache.stride == (1, 1) and not any(cache.pads):
-            dx = dcols.reshape(N, C, H, W)
+            dx = xp.ascontiguousarray(dcols.reshape(C, N, H, W).transpose(1, 0, 2, 3))
         else:
-            dcols = dcols.reshape(N, C, KH, KW, OH, OW)
-            dxp = col2im(dcols, cache.padded_shape, cache.stride, cache.dilation)
-            dx = xp.ascontiguousarray(unpad(dxp, cache.pads)) if any(cache.pads) else dxp
+            # NOTE: col2im runs with C and N swapped, (C, N, KH, KW, OH, OW), so it reads the
+            # columns and writes the padded gradient contiguously; one transpose at the end.
+            dcols = dcols.reshape(C, KH, KW, N, OH, OW).transpose(0, 3, 1, 2, 4, 5)
+            Hp, Wp = cache.padded_shape[2:]
+            dxp_t = col2im(dcols, (C, N, Hp, Wp), cache.stride, cache.dilation)  # (C, N, Hp, Wp)
+            dx = xp.ascontiguousarray(unpad(dxp_t, cache.pads).transpose(1, 0, 2, 3))
     return dx, dw, db
 
 

@@ -116,12 +116,17 @@ class Conv2d(Layer):
 
 
 class Linear(Layer):
-    """Fully connected layer: y = x W^T + b, weight (out, in) as in PyTorch; He-uniform init."""
+    """Fully connected layer: y = x W^T + b, weight (out, in) as in PyTorch.
+
+    Initialised as PyTorch's default, U(-1/sqrt(in), 1/sqrt(in)), with zero bias. NOTE: He init
+    (sqrt(6/in)) made the first logits of the shapes nets so large that the cheapest way down the
+    loss was to switch every hidden ReLU off and predict uniformly; this scale avoids that.
+    """
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype="float32"):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        bound = math.sqrt(6.0 / in_features)
+        bound = 1.0 / math.sqrt(in_features)
         self.params["weight"] = _uniform(rng, bound, (out_features, in_features), dtype)
         if bias:
             self.params["bias"] = np.zeros(out_features, dtype=dtype)

@@ -220,6 +220,8 @@ class Sequential(_Container):
             x = np.asarray(x)
         if np.dtype(x.dtype).kind not in "fiu" or np.dtype(x.dtype).kind == "b":
             raise TypeError(f"input must be a numeric array, got dtype {x.dtype}")
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise ValueError(f"input must be a non-empty batch (N, ...), got shape {tuple(x.shape)}")
         params = list(self.state_dict().values())
         if params:
             if device_of(x) != device_of(params[0]):
@@ -265,8 +267,11 @@ class Sequential(_Container):
         if stop_at is not None and stop_at not in self.layer_names():
             raise KeyError(f"unknown layer {stop_at!r}; layers are: {', '.join(self.layer_names())}")
         opts = dict(stop_at=stop_at, param_grads=param_grads, relu_rule=relu_rule)
-        for _, lay in self._leaves():
-            lay.grads = {}  # NOTE: no stale gradients from an earlier call can reach an optimizer
+        if param_grads:
+            # NOTE: clear every layer first, so layers below ``stop_at`` hold no stale gradients
+            # that an optimiser could apply; param_grads=False (explanations) leaves them alone.
+            for _, lay in self._leaves():
+                lay.grads = {}
         grad, _ = self._backward(dout, "", opts, skip_dx=not input_grad)
         return grad
 

@@ -36,22 +36,27 @@ def _pretrained(model, name):
 def _conv_bn_relu(i, c_in, c_out, rng):
     """conv{i} -> bn{i} -> relu{i}: batch norm lets these small nets train in a couple of minutes;
     in eval mode it is a fixed per-channel affine map, so explanations see a plain conv."""
-    return [(f"conv{i}", L.Conv2d(c_in, c_out, 3, padding=1, rng=rng)),
+    # NOTE: no conv bias: the batch norm right after it subtracts any per-channel constant
+    return [(f"conv{i}", L.Conv2d(c_in, c_out, 3, padding=1, bias=False, rng=rng)),
             (f"bn{i}", L.BatchNorm2d(c_out)), (f"relu{i}", L.ReLU())]
 
 
 def shapes_cnn(pretrained=False, seed=0):
     """Conv stack + dense head for 64x64 shapes (the last conv block's map, ``relu3``, is 16x16).
 
-    [conv bn relu pool](3->16) | [conv bn relu pool](16->32) | [conv bn relu](32->64) | pool
-    flatten fc(4096->64) relu dropout fc(64->4). The dense head makes Grad-CAM differ from CAM.
+    [conv bn relu pool](3->16) | [conv bn relu pool](16->32) | [conv bn relu](32->64) | pool 4x4
+    flatten fc(1024->64) relu dropout fc(64->4). The dense head makes Grad-CAM differ from CAM.
+
+    NOTE: the 4x4 pool keeps the dense layer's fan-in at 1024. Its inputs are all >= 0 (after
+    ReLU), so one optimiser step moves its output by about lr * fan_in in one direction; with
+    the 4096 inputs of an 8x8 map the first Adam steps killed every hidden ReLU.
     """
     rng = np.random.default_rng(seed)
     model = Sequential(
         _conv_bn_relu(1, 3, 16, rng) + [("pool1", L.MaxPool2d(2))]
         + _conv_bn_relu(2, 16, 32, rng) + [("pool2", L.MaxPool2d(2))]
-        + _conv_bn_relu(3, 32, 64, rng) + [("pool3", L.MaxPool2d(2))]
-        + [("flatten", L.Flatten()), ("fc1", L.Linear(64 * 8 * 8, 64, rng=rng)), ("relu4", L.ReLU()),
+        + _conv_bn_relu(3, 32, 64, rng) + [("pool3", L.MaxPool2d(4))]
+        + [("flatten", L.Flatten()), ("fc1", L.Linear(64 * 4 * 4, 64, rng=rng)), ("relu4", L.ReLU()),
            ("drop", L.Dropout(0.3, seed=seed)), ("fc2", L.Linear(64, len(SHAPES_CLASSES), rng=rng))],
         class_names=SHAPES_CLASSES)
     return _pretrained(model, "shapes_cnn") if pretrained else model
