@@ -21,11 +21,12 @@ Conventions of this module (also in DESIGN.md):
   and the gradients of an earlier training backward are kept (see ``eval_mode``).
 - Input. ``x`` is (N, C, H, W); a single (C, H, W) image is accepted and gets a batch axis
   (results then have N = 1). NaN or inf input is a ValueError.
-- Layer. ``layer=None`` picks the last layer whose output is spatial, (N, K, u, v) with
-  u*v > 1 (the paper's "last convolutional layer"; falling back to a 1x1 map only if no
-  larger one exists), in the order the forward pass runs them. For ``zoo.shapes_cnn`` that is
-  ``pool3`` (the pooled conv3 maps), for ``zoo.shapes_gap`` ``relu4``, for ``zoo.vgg16``
-  ``avgpool``. Any layer with a spatial output can be named instead.
+- Layer. ``layer=None`` picks the paper's "last convolutional layer": the last layer, in the
+  order the forward pass runs them, whose output is spatial, (N, K, u, v) with u*v > 1, and
+  that is not a pooling layer or a container (see ``last_spatial_layer``). For
+  ``zoo.shapes_cnn`` and ``zoo.shapes_gap`` (one trunk, two heads) it is ``relu4`` (16x16), for
+  ``zoo.vgg16`` ``features.29`` (relu5_3, 14x14 at 224x224, the layer the paper explains).
+  Any layer with a spatial output can be named instead.
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ def test_guided_relu_blocks_negative_dout():
 
 
 # --------------------------------------------------------------------------- layers and targets
-@pytest.mark.parametrize("factory,expected,hw", [(zoo.shapes_cnn, "relu3", (16, 16)),
+@pytest.mark.parametrize("factory,expected,hw", [(zoo.shapes_cnn, "relu4", (16, 16)),
                                                  (zoo.shapes_gap, "relu4", (16, 16))])
 def test_layer_none_picks_the_last_conv_block_output(factory, expected, hw):
     """The last spatial layer that is not a pooling layer (the paper's relu5_3 rule)."""
@@ -236,12 +236,12 @@ def test_grad_cam_at_any_spatial_layer_has_that_layers_size():
 
 def test_unknown_layer_error_lists_the_layer_names():
     model = zoo.shapes_cnn(seed=0)
-    with pytest.raises(KeyError, match="layers are: conv1, .*fc2"):
+    with pytest.raises(KeyError, match="layers are: conv1, .*drop, fc"):
         gradcam.grad_cam(model, random_input(1), layer="conv9")
     with pytest.raises(ValueError, match="conv9"):  # also catchable as ValueError
         gradcam.grad_cam(model, random_input(1), layer="conv9")
     with pytest.raises(ValueError, match="not a spatial .*spatial layers are: conv1"):
-        gradcam.grad_cam(model, random_input(1), layer="fc1")
+        gradcam.grad_cam(model, random_input(1), layer="flatten")
 
 
 def test_targets_by_name_list_and_array():
@@ -295,7 +295,7 @@ def test_single_image_gets_a_batch_axis_and_bad_inputs_are_rejected():
 
 
 def test_cam_rejects_other_heads_and_layers():
-    with pytest.raises(ValueError, match="global average pooling.*fc1 \\(Linear\\)"):
+    with pytest.raises(ValueError, match="global average pooling.*fc \\(Linear\\)"):
         gradcam.cam(zoo.shapes_cnn(seed=0), random_input(1))
     with pytest.raises(ValueError, match="only at the input of the global average pooling.*relu4"):
         gradcam.cam(zoo.shapes_gap(seed=0), random_input(1), layer="conv3")

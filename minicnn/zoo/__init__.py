@@ -41,38 +41,46 @@ def _conv_bn_relu(i, c_in, c_out, rng):
             (f"bn{i}", L.BatchNorm2d(c_out)), (f"relu{i}", L.ReLU())]
 
 
+def _shapes_trunk(rng):
+    """The conv trunk both shapes models share (so they differ only in their heads):
+
+    [conv bn relu pool](3->16) | [conv bn relu pool](16->32) | [conv bn relu](32->64) |
+    [conv bn relu](64->64); 64x64 input -> ``relu4``: 64 maps of 16x16 (receptive field 26 px).
+    """
+    return (_conv_bn_relu(1, 3, 16, rng) + [("pool1", L.MaxPool2d(2))]
+            + _conv_bn_relu(2, 16, 32, rng) + [("pool2", L.MaxPool2d(2))]
+            + _conv_bn_relu(3, 32, 64, rng) + _conv_bn_relu(4, 64, 64, rng))
+
+
 def shapes_cnn(pretrained=False, seed=0):
-    """Conv stack + dense head for 64x64 shapes (the last conv block's map, ``relu3``, is 16x16).
+    """The shapes trunk with a dense head: max-pool 8x8 | flatten dropout fc(256->4).
 
-    [conv bn relu pool](3->16) | [conv bn relu pool](16->32) | [conv bn relu](32->64) | pool 4x4
-    flatten fc(1024->64) relu dropout fc(64->4). The dense head makes Grad-CAM differ from CAM.
+    Each quadrant of the image has its own head weights, so Grad-CAM here is NOT CAM (the
+    negative control of the CAM-equivalence test). The last conv map, ``relu4``, is 16x16.
 
-    NOTE: the 4x4 pool keeps the dense layer's fan-in at 1024. Its inputs are all >= 0 (after
-    ReLU), so one optimiser step moves its output by about lr * fan_in in one direction; with
-    the 4096 inputs of an 8x8 map the first Adam steps killed every hidden ReLU.
+    NOTE: two heads that failed are why this one is small. A hidden layer fc(1024->64) relu
+    fc(64->4) died in training: its inputs are all >= 0 after ReLU and pooling, so each Adam
+    step moved the hidden units by about lr * fan_in in one direction, and within a few dozen
+    steps every hidden ReLU was off for good (loss stuck at ln 4). A 4x4-position head learned
+    far more slowly than 2x2, since every shape had to be learned again at every position.
     """
     rng = np.random.default_rng(seed)
     model = Sequential(
-        _conv_bn_relu(1, 3, 16, rng) + [("pool1", L.MaxPool2d(2))]
-        + _conv_bn_relu(2, 16, 32, rng) + [("pool2", L.MaxPool2d(2))]
-        + _conv_bn_relu(3, 32, 64, rng) + [("pool3", L.MaxPool2d(4))]
-        + [("flatten", L.Flatten()), ("fc1", L.Linear(64 * 4 * 4, 64, rng=rng)), ("relu4", L.ReLU()),
-           ("drop", L.Dropout(0.3, seed=seed)), ("fc2", L.Linear(64, len(SHAPES_CLASSES), rng=rng))],
+        _shapes_trunk(rng)
+        + [("pool4", L.MaxPool2d(8)), ("flatten", L.Flatten()), ("drop", L.Dropout(0.3, seed=seed)),
+           ("fc", L.Linear(64 * 2 * 2, len(SHAPES_CLASSES), rng=rng))],
         class_names=SHAPES_CLASSES)
     return _pretrained(model, "shapes_cnn") if pretrained else model
 
 
 def shapes_gap(pretrained=False, seed=0):
-    """The CAM architecture (Zhou et al.): conv stack, global average pooling, one linear layer.
-
-    [conv bn relu pool](3->16) | [conv bn relu pool](16->32) | [conv bn relu](32->64) |
-    [conv bn relu](64->64) | gap | fc(64->4); the last conv block's map (``relu4``) is 16x16.
+    """The CAM architecture (Zhou et al., arXiv:1512.04150): the shapes trunk, global average
+    pooling, one linear layer: gap | fc(64->4). On this head Grad-CAM equals CAM up to 1/Z.
+    The last conv map, ``relu4``, is 16x16.
     """
     rng = np.random.default_rng(seed)
     model = Sequential(
-        _conv_bn_relu(1, 3, 16, rng) + [("pool1", L.MaxPool2d(2))]
-        + _conv_bn_relu(2, 16, 32, rng) + [("pool2", L.MaxPool2d(2))]
-        + _conv_bn_relu(3, 32, 64, rng) + _conv_bn_relu(4, 64, 64, rng)
+        _shapes_trunk(rng)
         + [("gap", L.GlobalAvgPool2d()), ("fc", L.Linear(64, len(SHAPES_CLASSES), rng=rng))],
         class_names=SHAPES_CLASSES)
     return _pretrained(model, "shapes_gap") if pretrained else model

@@ -22,7 +22,7 @@ from . import MODELS, SHAPES_CLASSES, WEIGHTS_DIR
 TRAIN_SEED, TEST_SEED = 1000, 2000
 # name -> (training images, epochs, learning rate); sized to train in <= 3 minutes on 2 cores
 RECIPES = {
-    "shapes_cnn": (8000, 5, 2e-3),
+    "shapes_cnn": (8000, 5, 3e-3),
     "shapes_gap": (8000, 5, 3e-3),
 }
 
