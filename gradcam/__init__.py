@@ -18,13 +18,15 @@ variants, the CAM-equivalence derivation), ``guided`` (pixel-space maps), ``resi
 (bilinear/nearest resizing, normalisation), ``targets`` (class scores as backward seeds).
 """
 
-from .core import GradCAMResult, LayerError, capture, cam, grad_cam, weighted_sum
+from .core import (GradCAMResult, LayerError, cam, cam_head, capture, check_layer, eval_mode, grad_cam,
+                   last_spatial_layer, weighted_sum)
 from .guided import deconvnet, guided_backprop, guided_grad_cam, saliency
 from .resize import normalize, resize
 from .weights import METHODS, counterfactual_weights, grad_cam_weights
 
 __all__ = [
-    "METHODS", "GradCAMResult", "LayerError", "cam", "capture", "counterfactual_weights",
+    "METHODS", "GradCAMResult", "LayerError", "cam", "cam_head", "capture", "check_layer",
+    "counterfactual_weights", "eval_mode", "last_spatial_layer",
     "deconvnet", "grad_cam", "grad_cam_weights", "guided_backprop", "guided_grad_cam",
     "normalize", "resize", "saliency", "weighted_sum",
 ]

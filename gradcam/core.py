@@ -135,7 +135,8 @@ def _class_names(model):
     return list(names) if names is not None else None
 
 
-def _check_layer(model, layer):
+def check_layer(model, layer):
+    """Raise ``LayerError`` (listing the valid names) unless ``layer`` names a layer of ``model``."""
     names = model.layer_names()
     if not isinstance(layer, str) or layer not in names:
         raise LayerError(f"unknown layer {layer!r}; layers are: {', '.join(names)}")
@@ -185,7 +186,7 @@ def _engine(model, x, layer, seed_fn, relu_rule="standard", spatial=False):
     elif layer is None:
         keep = ()
     else:
-        _check_layer(model, layer)
+        check_layer(model, layer)
         keep = (layer,)
     with eval_mode(model):
         logits = model.forward(x, keep=keep)
@@ -358,7 +359,7 @@ def cam(model, x, target=None, layer=None):
     x = _as_batch(x)
     A_layer, fc = cam_head(model)
     if layer is not None and layer != A_layer:
-        _check_layer(model, layer)
+        check_layer(model, layer)
         raise LayerError(f"CAM is defined only at the input of the global average pooling, "
                          f"the output of layer {A_layer!r}; got layer {layer!r}")
     names = _class_names(model)

@@ -20,17 +20,46 @@ VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
 
 
 def _pretrained(model, name):
+    """Load the shipped weights of ``name`` into ``model``; a missing or stale file is a
+    ``WeightFileError`` (a ValueError) that says how to retrain it."""
     from .. import io
 
     path = WEIGHTS_DIR / f"{name}.npz"
+    hint = f"retrain them with: python -m minicnn.zoo.train_shapes {name}"
     if not path.exists():
-        raise FileNotFoundError(f"no shipped weights for {name!r} at {path}; "
-                                f"train them with: python -m minicnn.zoo.train_shapes {name}")
+        raise io.WeightFileError(f"the shipped weights for {name!r} are missing ({path}); {hint}")
     arrays, meta = io.load_arrays(path)
-    model.load_state_dict(arrays)
+    try:
+        model.load_state_dict(arrays)
+    except (KeyError, ValueError) as e:
+        msg = e.args[0] if e.args else e
+        raise io.WeightFileError(f"the shipped weights for {name!r} do not fit its architecture "
+                                 f"({msg}); {hint}") from None
     model.class_names = list(meta.get("class_names") or SHAPES_CLASSES)
     model.eval()
     return model
+
+
+def get(spec, pretrained=True):
+    """The model ``spec`` names: a zoo name (with its shipped weights unless ``pretrained`` is
+    False) or the path of a file written by ``model.save``. Returned in eval mode.
+
+    Raises ValueError (``WeightFileError`` for weight files) with one clear line otherwise.
+    """
+    import os
+
+    from .. import io
+
+    if spec in MODELS:
+        if not pretrained:
+            return MODELS[spec]().eval()
+        if spec not in SHIPPED:
+            raise ValueError(f"{spec} ships without trained weights; load a state dict into "
+                             f"minicnn.zoo.{spec}(), save it with model.save(path), pass the path")
+        return MODELS[spec](pretrained=True)
+    if os.path.isfile(spec):
+        return io.load(spec)
+    raise ValueError(f"unknown model {spec!r}: not a file, and not one of {', '.join(MODELS)}")
 
 
 def _conv_bn_relu(i, c_in, c_out, rng):
@@ -116,3 +145,4 @@ def vgg16(num_classes=1000, width=1.0, seed=0, dtype="float32"):
 
 
 MODELS = {"shapes_cnn": shapes_cnn, "shapes_gap": shapes_gap, "vgg16": vgg16}
+SHIPPED = ("shapes_cnn", "shapes_gap")  # zoo names whose trained weights ship with the package

@@ -1,0 +1,180 @@
+"""Loading a user's image file as a model input: decode, orient, convert to RGB, resize.
+
+    x, rgb = load_image("cat.jpg", size=(64, 64))   # x: (1, 3, 64, 64) float32 in [0, 1]
+                                                      # rgb: (h, w, 3) uint8, the decoded original
+
+The steps, in order (Pillow does the decoding and the resizing):
+
+1. Open the file lazily (only the header is read) and refuse images with more than
+   ``max_pixels`` pixels (default ``MAX_PIXELS`` = 50 M) *before* decoding them: a small file can
+   claim a huge size (a "decompression bomb"). Pillow's own DecompressionBombError/Warning are
+   turned into the same error.
+2. Decode everything now (``img.load()``), so a truncated or corrupt file fails here.
+3. Apply the EXIF orientation tag (``ImageOps.exif_transpose``): a phone photo stored sideways
+   is loaded the way it is displayed.
+4. Convert to RGB uint8 (``to_rgb``): transparency is composited on white; 16-bit grey
+   (``I;16``, ``I``) is scaled to 8 bits (v * 255 / 65535), not clipped; float (``F``) is taken
+   as [0, 1]; CMYK, P, 1, L, LA, YCbCr go through Pillow's ``convert`` (no ICC colour
+   management). Multi-frame files (GIF, TIFF) give their first frame.
+5. Resize the whole image to the model's input size with Pillow's bilinear filter (which
+   low-pass filters when shrinking). NOTE: no centre-crop is applied, so a non-square image
+   is squashed to the model's aspect ratio; the heatmap, resized back to the original size,
+   lines up with the original pixels. The shipped shapes models take 64 x 64 inputs.
+
+Every failure (missing file, a directory, not an image, truncated or corrupt data, too many
+pixels, an unconvertible mode) raises ``ImageError``, a ValueError whose message is one line
+that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000  # width * height above which an image is refused before decoding
+MODES = ("RGB", "L")  # model input modes: 3 channels or 1 channel
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+# what Pillow's decoders raise for bad data, besides OSError (truncation) and ValueError
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used: missing, unreadable, corrupt, too large."""
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def to_rgb(img):
+    """Convert a decoded Pillow image of any mode to an RGB ``Image`` (8 bits per channel).
+
+    alpha:   out = alpha * rgb + (1 - alpha) * white        (RGBA, LA, PA, P/L with transparency)
+    16 bit:  out = round(v * 255 / 65535)                   (I;16, I;16B, I; values clipped to
+                                                             [0, 65535] first)
+    float:   out = round(clip(v, 0, 1) * 255)               (F)
+
+    Parameters
+    ----------
+    img : PIL.Image.Image, already loaded
+    Returns
+    -------
+    PIL.Image.Image in mode "RGB"
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode.startswith("I") or mode == "F":
+        v = np.asarray(img).astype(np.float64)  # I;16B is big-endian: asarray handles the order
+        scale = 255.0 if mode == "F" else 255.0 / 65535.0
+        hi = 1.0 if mode == "F" else 65535.0
+        grey = np.rint(np.clip(v, 0.0, hi) * scale).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode in _ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, HSV, ...
+
+
+def _check_size(size):
+    try:
+        H, W = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be a pair (H, W) of ints, got {size!r}") from None
+    if H < 1 or W < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return H, W
+
+
+def read_rgb(path, max_pixels=MAX_PIXELS):
+    """Decode an image file to an RGB uint8 array, EXIF orientation applied (steps 1-4).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    max_pixels : refuse images with more than this many pixels (before decoding)
+    Returns
+    -------
+    rgb : (h, w, 3) uint8
+    Raises
+    ------
+    ImageError : one line naming the file, for every way the file can be unusable
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise ImageError(f"{name}: no such file")
+    if os.path.isdir(name):
+        raise ImageError(f"{name}: is a directory, not an image")
+    try:
+        with warnings.catch_warnings():
+            # NOTE: Pillow only warns between its limit and twice its limit; make that an error
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(name) as img:  # reads the header only
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageError(f"{name}: image is {w}x{h} = {w * h:,} pixels, over the "
+                                     f"limit of {max_pixels:,} (refused before decoding)")
+                img.load()  # decode now: truncated or corrupt data fail here, inside the try
+                img = ImageOps.exif_transpose(img)
+                rgb = np.asarray(to_rgb(img), dtype=np.uint8)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: image too large ({_first_line(e)})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read") from None
+    except _DECODE_ERRORS as e:
+        raise ImageError(f"{name}: truncated or corrupt image ({_first_line(e)})") from None
+    return rgb
+
+
+def load_image(path, size=(64, 64), mode="RGB", max_pixels=MAX_PIXELS):
+    """Load an image file as a model input (see the module docstring for every step).
+
+    x = bilinear_resize(rgb, (H, W)) / 255, as (1, C, H, W) float32;  no centre-crop
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    size : (H, W) of the model input; the shipped shapes models take (64, 64)
+    mode : "RGB" (C = 3) or "L" (C = 1, Pillow's ITU-R 601 luma of the RGB image)
+    max_pixels : refuse images with more than this many pixels (before decoding)
+    Returns
+    -------
+    x : (1, C, H, W) float32 in [0, 1]
+    rgb : (h, w, 3) uint8, the decoded original (oriented, converted, not resized)
+    Raises
+    ------
+    ImageError : one line naming the file
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    H, W = _check_size(size)
+    rgb = read_rgb(path, max_pixels)
+    img = Image.fromarray(rgb)
+    if mode == "L":
+        img = img.convert("L")
+    small = np.asarray(img.resize((W, H), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+    # (H, W, C) -> (1, C, H, W); a 1-channel image arrives as (H, W)
+    x = small[None, None] if small.ndim == 2 else small.transpose(2, 0, 1)[None]
+    return np.ascontiguousarray(x), rgb
+
+
+def shrink(rgb, max_side=512):
+    """Downscale an RGB uint8 image (keeping its aspect) so its longer side is <= max_side.
+
+    Used for display: overlays are drawn at this size. Smaller images are returned unchanged.
+    """
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb
+    s = max_side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))

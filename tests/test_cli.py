@@ -1,0 +1,348 @@
+"""The ``gradcam`` command line and image loading: outputs, image modes, and the error policy
+(one line on stderr, non-zero exit, no traceback, no output files)."""
+
+import os
+import struct
+import subprocess
+import sys
+import types
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gradcam
+from gradcam import cli
+from gradcam.core import last_spatial_layer
+from gradcam.images import ImageError, load_image, read_rgb
+from minicnn import zoo
+from minicnn.data import make_scenes
+
+REAL_LOAD_MODEL = cli.load_model
+
+
+def _random_model(spec, pretrained=True):
+    """Random-weight zoo models (the shipped weights may be absent or being retrained)."""
+    if spec in zoo.MODELS:
+        return zoo.MODELS[spec](seed=0).eval()
+    return REAL_LOAD_MODEL(spec, pretrained)
+
+
+def _shipped_ok():
+    try:
+        zoo.shapes_cnn(pretrained=True)
+        zoo.shapes_gap(pretrained=True)
+    except (OSError, KeyError, ValueError):
+        return False
+    return True
+
+
+@pytest.fixture
+def random_models(monkeypatch):
+    monkeypatch.setattr(cli, "load_model", _random_model)
+
+
+def _scene_rgb(seed=0):
+    return (make_scenes(1, seed=seed).images[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+
+
+def _write(path, mode):
+    """A 64x64 scene image saved in Pillow mode ``mode`` (CMYK as JPEG, the rest as PNG)."""
+    img = Image.fromarray(_scene_rgb())
+    if mode == "I;16":
+        img = Image.fromarray((np.asarray(img.convert("L"), np.uint16) * 257))
+        assert img.mode == "I;16"
+    elif mode == "P":
+        img = img.convert("P", palette=Image.Palette.ADAPTIVE)
+    else:
+        img = img.convert(mode)
+    img.save(path)
+    return path
+
+
+def _png_header(path, w, h):
+    """A tiny PNG whose IHDR claims w x h pixels (a decompression-bomb header)."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    return path
+
+
+def _exif_rotated_jpeg(path):
+    """Stored 40 wide x 20 tall, left half red, right half blue, EXIF orientation 6 (rotate
+    90 degrees clockwise to display): displayed 20 wide x 40 tall, red on top."""
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20] = (255, 0, 0)
+    a[:, 20:] = (0, 0, 255)
+    img = Image.fromarray(a)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(path, quality=95, exif=exif)
+    return path
+
+
+def _files(d):
+    return sorted(p.name for p in Path(d).rglob("*") if p.is_file()) if Path(d).exists() else []
+
+
+# --------------------------------------------------------------------------- images
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "CMYK", "LA", "1"])
+def test_load_image_modes(tmp_path, mode):
+    path = _write(tmp_path / ("img.jpg" if mode == "CMYK" else "img.png"), mode)
+    x, rgb = load_image(path, size=(32, 48))
+    assert x.shape == (1, 3, 32, 48) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
+
+
+def test_load_image_scales_16_bit_and_composites_alpha_on_white(tmp_path):
+    Image.fromarray(np.array([[65535, 32896, 257]], np.uint16)).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "a.png")[0, :, 0], [255, 128, 1])
+    Image.new("RGBA", (2, 2), (255, 0, 0, 0)).save(tmp_path / "b.png")  # fully transparent
+    np.testing.assert_array_equal(read_rgb(tmp_path / "b.png")[0, 0], [255, 255, 255])
+    x, _ = load_image(tmp_path / "b.png", (4, 4), mode="L")
+    assert x.shape == (1, 1, 4, 4)
+
+
+def test_load_image_honours_exif_rotation(tmp_path):
+    _, rgb = load_image(_exif_rotated_jpeg(tmp_path / "r.jpg"))
+    assert rgb.shape == (40, 20, 3)  # displayed orientation: tall
+    assert rgb[5, 10, 0] > 200 and rgb[5, 10, 2] < 60  # red on top
+    assert rgb[35, 10, 2] > 200 and rgb[35, 10, 0] < 60  # blue below
+
+
+def test_load_image_errors_name_the_file(tmp_path):
+    (tmp_path / "t.png").write_text("not an image")
+    _png_header(tmp_path / "big.png", 300, 300)
+    cases = [(tmp_path / "missing.png", "no such file"), (tmp_path, "directory"),
+             (tmp_path / "t.png", "not an image")]
+    for path, what in cases:
+        with pytest.raises(ImageError, match=what) as e:
+            read_rgb(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ImageError, match="over the limit"):
+        read_rgb(tmp_path / "big.png", max_pixels=300 * 299)
+
+
+# --------------------------------------------------------------------------- demo
+def test_demo_writes_figures(tmp_path, monkeypatch, capsys):
+    if not _shipped_ok():
+        monkeypatch.setattr(cli, "load_model", _random_model)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--seed", "0"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    names = _files(out)
+    assert {"figure1_0.png", "figure1_1.png", "cam_vs_gradcam.png"} <= set(names)
+    for name in names:
+        assert str(out / name) in captured.out  # absolute paths printed
+        with Image.open(out / name) as im:
+            im.verify()
+    assert "1. " in captured.out and "scene" in captured.out  # predictions printed
+
+
+# --------------------------------------------------------------------------- explain
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "CMYK"])
+def test_explain_image_modes(tmp_path, random_models, capsys, mode):
+    img = _write(tmp_path / ("in.jpg" if mode == "CMYK" else "in.png"), mode)
+    out = tmp_path / "out"
+    rc = cli.main(["explain", str(img), "--model", "shapes_cnn", "--target", "square",
+                   "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert _files(out) == ["in_gradcam_square.npz", "in_gradcam_square.png"]
+    with Image.open(out / "in_gradcam_square.png") as im:
+        assert im.size == (64, 64) and im.mode == "RGB"
+    stdout = capsys.readouterr().out
+    assert "5. " not in stdout and "4. " in stdout  # four classes: top-4 of the top-5 listing
+
+
+def test_explain_exif_rotated_jpeg(tmp_path, random_models, capsys):
+    img = _exif_rotated_jpeg(tmp_path / "rot.jpg")
+    out = tmp_path / "out"
+    assert cli.main(["explain", str(img), "--model", "shapes_cnn", "--out", str(out)]) == 0
+    png = [n for n in _files(out) if n.endswith(".png")]
+    assert len(png) == 1 and png[0].startswith("rot_gradcam_")
+    with Image.open(out / png[0]) as im:
+        assert im.size == (20, 40)  # (W, H): drawn in the displayed orientation
+
+
+def test_explain_all_methods_targets_and_npz(tmp_path, random_models, capsys):
+    img = _write(tmp_path / "s.png", "RGB")
+    out = tmp_path / "out"
+    rc = cli.main(["explain", str(img), "--model", "shapes_gap", "--target", "circle,2",
+                   "--target", "circle", "--method", "all", "--out", str(out)])
+    assert rc == 0
+    names = _files(out)
+    assert len(names) == 2 * len(cli.METHODS) * 2  # classes x methods x (png, npz)
+    for m in cli.METHODS:
+        assert f"s_{m}_circle.png" in names and f"s_{m}_triangle.npz" in names
+    with np.load(out / "s_gradcam_circle.npz", allow_pickle=False) as z:
+        x = z["x"][None]
+        r = gradcam.grad_cam(zoo.shapes_gap(seed=0), x, 0)
+        np.testing.assert_allclose(z["coarse"], r.coarse[0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(z["heatmap"], r.heatmap[0], rtol=1e-5, atol=1e-7)
+        assert z["alpha"].shape == (64,) and str(z["layer"]) == r.layer and int(z["target"]) == 0
+    with np.load(out / "s_guided_backprop_circle.npz", allow_pickle=False) as z:
+        assert z["map"].shape == (3, 64, 64)
+    printed = capsys.readouterr().out
+    assert str(out / "s_cam_circle.png") in printed
+
+
+def test_explain_all_skips_cam_where_undefined(tmp_path, random_models):
+    img = _write(tmp_path / "s.png", "RGB")
+    for model, layer in (("shapes_cnn", None), ("shapes_gap", "relu3")):
+        out = tmp_path / model
+        argv = ["explain", str(img), "--model", model, "--method", "all", "--out", str(out)]
+        assert cli.main(argv + (["--layer", layer] if layer else [])) == 0
+        pngs = [n for n in _files(out) if n.endswith(".png")]
+        assert len(pngs) == len(cli.METHODS) - 1 and not any("_cam_" in n for n in pngs)
+
+
+def test_explain_model_file_and_layers(tmp_path, capsys):
+    path = tmp_path / "m.npz"
+    zoo.shapes_gap(seed=1).save(path)
+    img = _write(tmp_path / "s.png", "RGB")
+    out = tmp_path / "out"
+    rc = cli.main(["explain", str(img), "--model", str(path), "--method", "cam",
+                   "--size", "64", "64", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert len(_files(out)) == 2
+    assert cli.main(["layers", "--model", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cam_layer = gradcam.core.cam_head(zoo.shapes_gap())[0]
+    assert any(ln.split()[0] == cam_layer and "default Grad-CAM layer, CAM layer" in ln
+               for ln in lines)
+
+
+def test_layers_marks_the_default_layer(capsys):
+    assert cli.main(["layers", "--model", "shapes_cnn"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    marked = [ln for ln in lines if "<- default Grad-CAM layer" in ln]
+    model = zoo.shapes_cnn()
+    model.eval().forward(np.zeros((1, 3, 64, 64), np.float32))
+    assert len(marked) == 1 and marked[0].split()[0] == last_spatial_layer(model.shapes, model)
+    assert any(ln.split()[:2] == ["conv1", "Conv2d"] and "(1, 16, 64, 64)" in ln for ln in lines)
+
+
+# --------------------------------------------------------------------------- errors
+def _bad(tmp_path, case):
+    """(argv, expected exit code, text expected in the error line) for one bad input."""
+    good = str(_write(tmp_path / "good.png", "RGB"))
+    base = ["--model", "shapes_cnn", "--out", str(tmp_path / "out")]
+    if case == "missing file":
+        return ["explain", str(tmp_path / "nope.png")] + base, 1, "no such file"
+    if case == "text file":
+        (tmp_path / "t.png").write_text("hello, not a PNG")
+        return ["explain", str(tmp_path / "t.png")] + base, 1, "not an image"
+    if case == "truncated png":
+        data = Path(good).read_bytes()
+        (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+        return ["explain", str(tmp_path / "cut.png")] + base, 1, "truncated"
+    if case == "bomb header":  # Pillow's own limit (2 x 89 M pixels)
+        return ["explain", str(_png_header(tmp_path / "h.png", 20000, 20000))] + base, 1, "large"
+    if case == "huge header":  # over our 50 M limit, under Pillow's
+        return ["explain", str(_png_header(tmp_path / "h.png", 8000, 8000))] + base, 1, "limit"
+    if case == "second image bad":  # nothing written for the good first image either
+        return ["explain", good, str(tmp_path / "nope.png")] + base, 1, "nope.png"
+    if case == "unknown class":
+        return ["explain", good, "--target", "dog"] + base, 1, "unknown class name 'dog'"
+    if case == "class index out of range":
+        return ["explain", good, "--target", "circle,7"] + base, 1, "out of range"
+    if case == "unknown layer":
+        return ["explain", good, "--layer", "conv9"] + base, 1, "unknown layer 'conv9'"
+    if case == "unknown model":
+        return ["explain", good, "--model", "resnet9", "--out", str(tmp_path / "out")], 1, \
+            "unknown model 'resnet9'"
+    if case == "corrupt model file":
+        (tmp_path / "m.npz").write_text("junk")
+        return ["explain", good, "--model", str(tmp_path / "m.npz"), "--out",
+                str(tmp_path / "out")], 1, "m.npz"
+    if case == "cam on shapes_cnn":
+        return ["explain", good, "--method", "cam"] + base, 1, "global average pooling"
+    if case == "unknown method":
+        return ["explain", good, "--method", "lime"] + base, 2, "invalid choice"
+    if case == "bad alpha":
+        return ["explain", good, "--alpha", "1.5"] + base, 2, "[0, 1]"
+    if case == "no command":
+        return [], 2, "required"
+    raise AssertionError(case)
+
+
+BAD = ["missing file", "text file", "truncated png", "bomb header", "huge header",
+       "second image bad", "unknown class", "class index out of range", "unknown layer",
+       "unknown model", "corrupt model file", "cam on shapes_cnn", "unknown method",
+       "bad alpha", "no command"]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line_and_leaves_no_files(tmp_path, random_models, capsys, case):
+    argv, code, text = _bad(tmp_path, case)
+    assert cli.main(argv) == code
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradcam: error:"), err
+    assert text in lines[0] and "Traceback" not in err
+    assert _files(tmp_path / "out") == []
+
+
+def test_missing_shipped_weights_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "no-weights")
+    assert cli.main(["demo", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "shipped weights for 'shapes_cnn' are missing" in err[0]
+    assert "train_shapes" in err[0] and _files(tmp_path / "out") == []
+
+
+def test_failed_write_removes_this_runs_files(tmp_path, random_models, monkeypatch, capsys):
+    img = _write(tmp_path / "s.png", "RGB")
+
+    def full_disk(path, arrays):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "_save_npz", full_disk)  # the PNG before it was already written
+    rc = cli.main(["explain", str(img), "--model", "shapes_cnn", "--out", str(tmp_path / "out")])
+    assert rc == 1 and "No space left" in capsys.readouterr().err
+    assert _files(tmp_path / "out") == []
+
+
+def test_bugs_are_not_swallowed(tmp_path, monkeypatch):
+    def bug(spec, pretrained=True):
+        raise TypeError("a genuine bug")
+
+    monkeypatch.setattr(cli, "load_model", bug)
+    with pytest.raises(TypeError, match="genuine bug"):
+        cli.main(["layers", "--model", "shapes_cnn"])
+
+
+def test_evaluate_hook_delegates(monkeypatch, capsys):
+    seen = {}
+    fake = types.ModuleType("gradcam.evaluate")
+    fake.add_arguments = lambda p: p.add_argument("--n", type=int, required=True)
+    fake.main_evaluate = lambda args: seen.setdefault("n", args.n) and 0
+    monkeypatch.setitem(sys.modules, "gradcam.evaluate", fake)
+    monkeypatch.setattr(cli, "_has_evaluate", lambda: True)
+    assert cli.main(["evaluate", "--n", "3"]) == 0 and seen == {"n": 3}
+    assert cli.main(["evaluate"]) == 2  # its usage error: one line
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- console script
+def test_console_script_runs():
+    exe = Path(sys.executable).with_name("gradcam")
+    if not exe.exists():
+        pytest.skip("console script not installed (pip install -e .)")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    ok = subprocess.run([str(exe), "layers", "--model", "shapes_gap"], capture_output=True,
+                        text=True, timeout=120, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "GlobalAvgPool2d" in ok.stdout and "<- default Grad-CAM layer, CAM layer" in ok.stdout
+    bad = subprocess.run([str(exe), "explain", "/no/such/image.png", "--model", "shapes_cnn"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 1 and bad.stderr.startswith("gradcam: error:")
+    assert len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr
