@@ -7,6 +7,7 @@
                     [--size H W]
     gradcam layers --model NAME_OR_PATH [--size H W]
     gradcam evaluate ...        (only where gradcam/evaluate.py exists; see ``_evaluate``)
+    gradcam compare HEATMAP INPUT --model NAME_OR_PATH ...   (gradcam/compare.py; exit 0/1/2)
 
 ``NAME_OR_PATH`` is a name in ``minicnn.zoo.MODELS`` (the shapes models load their shipped
 trained weights; their input is 64 x 64) or a model file written by ``model.save`` (read with
@@ -33,7 +34,13 @@ import sys
 import numpy as np
 
 DEFAULT_SIZE = (64, 64)  # input size for model files (a file carries no size)
-ZOO_SIZES = {"shapes_cnn": (64, 64), "shapes_gap": (64, 64), "vgg16": (224, 224)}
+ZOO_SIZES = {"shapes_cnn": (64, 64), "shapes_gap": (64, 64), "vgg16": (224, 224),
+             "efficientnet_lite0": (224, 224)}
+PHOTO_MODEL = "efficientnet_lite0"
+# the paper's Figure 1 classes that are in grace_hopper.jpg (ImageNet names), and the blocks
+# whose outputs show Grad-CAM at three depths: 28x28, 14x14 and the default 7x7 head
+PHOTO_TARGETS = ("military uniform", "Windsor tie")
+PHOTO_DEPTHS = (("_blocks.4", "28x28"), ("_blocks.10", "14x14"), (None, "7x7"))
 CAM_METHODS = ("gradcam", "counterfactual", "cam")  # (h, w) heatmaps, drawn as overlays
 PIXEL_METHODS = ("guided_backprop", "guided_gradcam", "saliency", "deconvnet")  # (C, H, W)
 METHODS = CAM_METHODS + PIXEL_METHODS
@@ -160,6 +167,61 @@ def _has_cam_head(model):
 
 
 def cmd_demo(args):
+    """The main job: Figure 1 on a real photo (the ImageNet model), or, with a shapes model,
+    on generated two-object scenes."""
+    if args.image is not None or args.model == PHOTO_MODEL:
+        return cmd_demo_photo(args)
+    return cmd_demo_shapes(args)
+
+
+def _sample_photo():
+    """grace_hopper.jpg, the classic Grad-CAM test photo, as shipped inside matplotlib."""
+    from matplotlib import cbook
+
+    return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def cmd_demo_photo(args):
+    """Figure 1 on a photo (default grace_hopper.jpg) for two classes, and Grad-CAM at three
+    depths of the network; prints the top-5."""
+    from . import viz
+    from .core import grad_cam
+    from .images import model_input
+
+    model = load_model(args.model)
+    path = args.image or _sample_photo()
+    x, shown = model_input(model, path, input_size(args.model))
+    probs = viz.softmax(_logits(model, x))[0]
+    print(f"{path} ({args.model}, input {x.shape[2]}x{x.shape[3]}): top-5")
+    print("\n".join(_top(probs, model)))
+    names = getattr(model, "class_names", None) or []
+    targets = [t for t in PHOTO_TARGETS if t in names] if args.image is None else None
+    targets = targets if targets and len(targets) == 2 else [int(i) for i in np.argsort(-probs)[:2]]
+    panels = viz.explain_figure1(model, x, shown, targets)
+    stem = _safe(os.path.splitext(os.path.basename(path))[0])
+    out = os.path.abspath(args.out)
+    fig1 = viz.figure1(shown, panels["rows"], None,
+                       title=f"Grad-CAM on {args.model}, {stem}, layer {panels['layer']}")
+    rows, labels = [], []
+    for row in panels["rows"]:
+        maps = [grad_cam(model, x, [row["target"]], layer).heatmap[0] for layer, _ in PHOTO_DEPTHS]
+        rows.append([np.asarray(m) for m in maps])
+        labels.append(row["label"])
+    titles = [f"{layer or panels['layer']} ({hw})" for layer, hw in PHOTO_DEPTHS]
+    fig2 = viz.heatmap_grid(shown, rows, titles, labels, None,
+                            title=f"Grad-CAM at three depths of {args.model}")
+    jobs = [(os.path.join(out, f"figure1_{stem}.png"), lambda p: viz.save_png(fig1, p)),
+            (os.path.join(out, f"depths_{stem}.png"), lambda p: viz.save_png(fig2, p))]
+    written = _write_all(jobs)
+    print("explained: " + ", ".join(r["label"].replace("\n", " ") for r in panels["rows"]))
+    print("wrote:")
+    print("\n".join(f"  {p}" for p in written))
+    print(f"more: gradcam demo --model shapes_cnn (generated shapes); gradcam explain PHOTO "
+          f"--model {args.model} --method all")
+    return 0
+
+
+def cmd_demo_shapes(args):
     """Figure 1 of the paper on shipped-model scenes, plus CAM vs Grad-CAM on shapes_gap."""
     from minicnn.data import make_scenes
 
@@ -253,7 +315,7 @@ def cmd_explain(args):
 
     from . import viz
     from .core import check_layer
-    from .images import load_image, shrink
+    from .images import model_input, shrink
     from .targets import resolve_target
 
     model = load_model(args.model)
@@ -268,7 +330,7 @@ def cmd_explain(args):
         methods = [args.method]
     tokens = _parse_targets(args.target)
     mode = "L" if input_channels(model) == 1 else "RGB"
-    loaded = [(p, *load_image(p, (H, W), mode)) for p in args.images]  # fail before any work
+    loaded = [(p, *model_input(model, p, (H, W), mode)) for p in args.images]  # fail early
     out, jobs, stems, report = os.path.abspath(args.out), [], {}, []
     for path, x, rgb in loaded:
         stem = _safe(os.path.splitext(os.path.basename(path))[0])
@@ -352,6 +414,21 @@ def _evaluate(argv):
     return mod.main_evaluate(args)
 
 
+# --------------------------------------------------------------------------- compare hook
+def _compare(argv):
+    """``gradcam compare ...``, delegated to gradcam/compare.py (imported only now), with the
+    evaluate hook's contract: ``add_arguments(parser)`` and ``main_compare(args) -> int``.
+
+    NOTE: its exit status is its verdict (0 our convention, 1 another, 2 no match or bad
+    input), so it reports its own errors (one line) with status 2, not this module's 1.
+    """
+    mod = importlib.import_module("gradcam.compare")
+    summary = (mod.__doc__ or "").strip().split("\n")[0]
+    p = _Parser(prog="gradcam compare", description=summary)
+    mod.add_arguments(p)
+    return mod.main_compare(p.parse_args(argv))
+
+
 # --------------------------------------------------------------------------- parser, main
 def _unit_float(text):
     try:
@@ -386,8 +463,11 @@ def build_parser():
     size = {"nargs": 2, "type": _positive_int, "metavar": ("H", "W"),
             "help": "model input size (default: 64 64; the zoo's size for zoo models)"}
 
-    p = sub.add_parser("demo", help="Figure 1 on generated two-object scenes (the main job)")
-    p.add_argument("--model", default="shapes_cnn", help="zoo name or model file")
+    p = sub.add_parser("demo", help="Figure 1 on a real photo, or on generated shapes (the "
+                       "main job)")
+    p.add_argument("--model", default=PHOTO_MODEL,
+                   help=f"{PHOTO_MODEL} (default: grace_hopper.jpg) or a shapes model (scenes)")
+    p.add_argument("--image", help="a photo for the ImageNet demo (default: grace_hopper.jpg)")
     p.add_argument("--out", default="gradcam-out", help="output folder (default: gradcam-out)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
     p.add_argument("--count", type=_positive_int, default=2, help="number of scenes (default 2)")
@@ -413,6 +493,8 @@ def build_parser():
 
     if _has_evaluate():
         sub.add_parser("evaluate", help="evaluation metrics (gradcam.evaluate)", add_help=False)
+    sub.add_parser("compare", help="which convention does your heatmap follow? "
+                   "(gradcam.compare)", add_help=False)
     return parser
 
 
@@ -428,6 +510,8 @@ def main(argv=None):
     try:
         if argv[:1] == ["evaluate"] and _has_evaluate():
             rc = _evaluate(argv[1:])
+        elif argv[:1] == ["compare"]:
+            rc = _compare(argv[1:])
         else:
             args = build_parser().parse_args(argv)
             rc = args.func(args)

@@ -178,3 +178,25 @@ def shrink(rgb, max_side=512):
     s = max_side / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+
+
+def model_input(model, path, size=(64, 64), mode="RGB", max_pixels=MAX_PIXELS):
+    """The model's input for an image file, and the picture to draw the maps on.
+
+    A model that carries its own ``preprocess`` (the ImageNet model: centre square, bicubic
+    resize to 224, (rgb - 127) / 128) gets exactly that, and the picture is the centre square
+    of the photo it sees, at full resolution. Any other model gets ``load_image`` ([0, 1]
+    pixels, bilinear resize to ``size``) and the whole photo.
+
+    Returns
+    -------
+    x : (1, C, H, W) float32; shown : (h, w, 3) uint8
+    """
+    prep = getattr(model, "preprocess", None)
+    if prep is None:
+        return load_image(path, size, mode, max_pixels)
+    from minicnn.zoo.imagenet import center_crop_box
+
+    rgb = read_rgb(path, max_pixels)
+    top, left, crop = center_crop_box(*rgb.shape[:2], getattr(model, "crop_fraction", 1.0))
+    return prep(rgb), np.ascontiguousarray(rgb[top:top + crop, left:left + crop])

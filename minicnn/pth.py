@@ -1,0 +1,373 @@
+"""Read PyTorch ``.pth`` weight files with NumPy only, without running any code from the file.
+
+A ``.pth`` file is a pickle, and unpickling can call any importable function (``os.system``
+included), so ``pickle.load`` on an untrusted file is code execution. This reader uses a
+restricted unpickler: the only globals it resolves are the handful the format needs to
+describe tensors (below), each replaced by a harmless stand-in of ours; any other global is
+refused *before* anything is called, with an ``UnsafePickleError`` naming it. Tensors come
+out as NumPy arrays, bit for bit what ``torch.load`` returns (tests/test_pth.py checks that
+against torch where it is installed).
+
+Two container formats exist; both are read.
+
+Legacy (``torch.save`` before PyTorch 1.6, or ``_use_new_zipfile_serialization=False``) is
+five pickles in a row, then the raw storage bytes:
+
+    pickle 1  magic number 0x1950a86a20f9469cfc6c
+    pickle 2  protocol version 1001
+    pickle 3  sys info {"protocol_version", "little_endian", "type_sizes"}
+    pickle 4  the object (e.g. an OrderedDict of tensors); every tensor is
+              REDUCE(torch._utils._rebuild_tensor_v2, (storage, offset, size, stride, ...)),
+              each storage a persistent id ("storage", torch.FloatStorage, key, device, numel,
+              view_metadata) whose bytes come later
+    pickle 5  the storage keys, in the order their data follow
+    then per key: numel as int64 (file byte order), then numel * itemsize raw bytes
+
+Zip (the default since PyTorch 1.6): a zip archive ``<name>/data.pkl`` (pickle 4 above,
+persistent ids without view_metadata), ``<name>/data/<key>`` (raw bytes of each storage) and
+``<name>/byteorder`` ("little" or "big"; absent means little).
+
+Globals allowed: ``collections.OrderedDict``; ``torch._utils._rebuild_tensor_v2``,
+``_rebuild_tensor`` and ``_rebuild_parameter``; ``torch.<Type>Storage`` for the numeric types
+NumPy has (Float, Double, Half, Long, Int, Short, Char, Byte, Bool). The stand-ins refuse
+pickle's BUILD opcode, which could otherwise set attributes on them.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import collections
+import io
+import os
+import pickle
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+from .io import WeightFileError
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+
+STORAGE_DTYPES = {
+    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
+    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
+    "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+}
+
+
+class PthError(WeightFileError):
+    """A ``.pth`` file that cannot be read: missing, truncated, corrupt or of another format."""
+
+
+class UnsafePickleError(PthError, pickle.UnpicklingError):
+    """The pickle asked for a global outside the allow-list (refused before any call)."""
+
+
+# --------------------------------------------------------------------------- stand-ins
+class _Sealed:
+    """Base of every object the unpickler hands out: pickle's BUILD cannot modify it."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise UnsafePickleError(f"the pickle tried to set state on {self!r}; refused")
+
+
+class _Global(_Sealed):
+    """An allowed global: calls ``fn`` (or, for a storage type, only carries its dtype)."""
+
+    __slots__ = ("qualname", "fn", "dtype")
+
+    def __init__(self, qualname, fn=None, dtype=None):
+        self.qualname, self.fn, self.dtype = qualname, fn, dtype
+
+    def __call__(self, *args):
+        if self.fn is None:
+            raise PthError(f"the pickle calls {self.qualname}, which the format never does")
+        return self.fn(*args)
+
+    def __repr__(self):
+        return f"<allowed global {self.qualname}>"
+
+
+class _Storage(_Sealed):
+    """One storage (flat buffer) named by ``key``; ``data`` is filled after the pickle."""
+
+    __slots__ = ("key", "dtype", "numel", "data")
+
+    def __init__(self, key, dtype, numel):
+        self.key, self.dtype, self.numel, self.data = key, dtype, numel, None
+
+    def __repr__(self):
+        return f"<storage {self.key!r} {self.dtype} x{self.numel}>"
+
+
+class _TensorRef(_Sealed):
+    """A tensor as the pickle describes it: a strided view into a storage (data come later)."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+    def __repr__(self):
+        return f"<tensor {self.size} of {self.storage!r}>"
+
+
+def _ints(v, what):
+    if not isinstance(v, (tuple, list)) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
+        raise PthError(f"tensor {what} must be a tuple of non-negative ints, got {v!r}")
+    return tuple(v)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
+    """Stand-in for ``torch._utils._rebuild_tensor[_v2]``: record the view (its bounds are
+    checked once the storage's data have been read).
+
+    The trailing arguments of v2 (requires_grad, backward_hooks, metadata) do not change the
+    values; they are ignored.
+    """
+    if not isinstance(storage, _Storage):
+        raise PthError(f"a tensor is built from {storage!r}, not from a storage")
+    if not isinstance(storage_offset, int) or storage_offset < 0:
+        raise PthError(f"bad tensor storage offset {storage_offset!r}")
+    size, stride = _ints(size, "size"), _ints(stride, "stride")
+    if len(size) != len(stride):
+        raise PthError(f"tensor size {size} and stride {stride} differ in length")
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *_ignored):
+    """Stand-in for ``torch._utils._rebuild_parameter``: a Parameter is its tensor."""
+    if not isinstance(data, _TensorRef):
+        raise PthError(f"a parameter wraps {data!r}, not a tensor")
+    return data
+
+
+ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` whose ``find_class`` resolves only the allow-list above.
+
+    ``find_class`` is the single door through which a pickle reaches a callable (the GLOBAL,
+    STACK_GLOBAL, INST, OBJ and EXT opcodes all go through it), so refusing there means a
+    refused name is never imported, let alone called.
+    """
+
+    def __init__(self, file, storages=None, view_metadata=True):
+        super().__init__(file)
+        self.storages = storages  # key -> _Storage; None: this pickle may hold no tensors
+        self.view_metadata = view_metadata
+
+    def find_class(self, module, name):
+        if (module, name) in ALLOWED_GLOBALS:
+            return _Global(f"{module}.{name}", ALLOWED_GLOBALS[module, name])
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _Global(f"torch.{name}", dtype=np.dtype(STORAGE_DTYPES[name]))
+        # NOTE: name it as Python 3 would import it (protocol-2 pickles may spell
+        # subprocess.Popen "commands.Popen"); nothing is imported to find out
+        py3 = _compat_pickle.NAME_MAPPING.get(
+            (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+        spelled = "" if py3 == (module, name) else f" (written {module}.{name})"
+        raise UnsafePickleError(
+            f"refusing to load global {'.'.join(py3)}{spelled}: a PyTorch weight file needs "
+            f"only tensors; this pickle would import (and could call) other code")
+
+    def persistent_load(self, pid):
+        # ("storage", type, key, location, numel[, view_metadata]) -- see the module docstring
+        n = 6 if self.view_metadata else 5
+        if self.storages is None or not isinstance(pid, tuple) or len(pid) != n \
+                or pid[0] != "storage":
+            raise PthError(f"unexpected persistent id {pid!r}")
+        _, stype, key, _location, numel = pid[:5]
+        if not isinstance(stype, _Global) or stype.dtype is None:
+            raise PthError(f"storage {key!r} has an unsupported type {stype!r} "
+                           f"(supported: {', '.join(STORAGE_DTYPES)})")
+        if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+            raise PthError(f"bad storage record {pid!r}")
+        root = self.storages.setdefault(key, _Storage(key, stype.dtype, numel))
+        if root.dtype != stype.dtype or root.numel != numel:
+            raise PthError(f"storage {key!r} is declared twice with different types or sizes")
+        view = pid[5] if self.view_metadata else None
+        if view is None:
+            return root
+        # NOTE: very old files store views of storages: (view_key, offset, numel)
+        if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)
+                and all(isinstance(v, int) and v >= 0 for v in view[1:])
+                and view[1] + view[2] <= numel):
+            raise PthError(f"bad storage view {view!r} of storage {key!r}")
+        return _StorageView(root, view[1], view[2])
+
+
+class _StorageView(_Storage):
+    """A slice of a root storage (legacy files only); its data is the root's, sliced."""
+
+    __slots__ = ("root", "start")
+
+    def __init__(self, root, start, numel):
+        super().__init__(root.key, root.dtype, numel)
+        self.root, self.start = root, start
+
+
+def _unpickle(f, storages=None, view_metadata=True):
+    try:
+        return _RestrictedUnpickler(f, storages, view_metadata).load()
+    except PthError:
+        raise
+    except Exception as e:  # EOFError, UnpicklingError, TypeError from a malformed stream...
+        raise PthError(f"corrupt or truncated pickle ({type(e).__name__}: {e})") from None
+
+
+# --------------------------------------------------------------------------- to NumPy
+def _array(t):
+    """The tensor's values as a new C-contiguous NumPy array (native byte order).
+
+    NOTE: the view is checked to stay inside its storage BEFORE ``as_strided`` touches
+    memory: a crafted size/stride must not read past the buffer.
+    """
+    s = t.storage
+    data = s.root.data[s.start:s.start + s.numel] if isinstance(s, _StorageView) else s.data
+    if any(n == 0 for n in t.size):
+        return np.zeros(t.size, dtype=s.dtype.newbyteorder("="))
+    last = t.offset + sum((n - 1) * st for n, st in zip(t.size, t.stride))
+    if last >= s.numel:
+        raise PthError(f"a tensor of size {t.size}, stride {t.stride}, offset {t.offset} "
+                       f"reaches past its storage of {s.numel} elements")
+    if int(np.prod(t.size, dtype=object)) > s.numel:
+        # NOTE: only a stride-0 (expanded) view has more elements than its storage; weight
+        # files hold none, and a crafted one could ask for terabytes from a few bytes
+        raise PthError(f"a tensor of size {t.size} repeats its storage of {s.numel} "
+                       f"elements (stride {t.stride}); expanded tensors are not supported")
+    item = data.itemsize
+    view = np.lib.stride_tricks.as_strided(data[t.offset:], shape=t.size,
+                                           strides=[st * item for st in t.stride], writeable=False)
+    return np.array(view, dtype=s.dtype.newbyteorder("="), order="C")
+
+
+def _to_numpy(obj, memo=None):
+    """Replace every tensor in a (nested) dict/list/tuple by its array."""
+    memo = {} if memo is None else memo
+    if id(obj) in memo:
+        return memo[id(obj)]
+    if isinstance(obj, _TensorRef):
+        out = _array(obj)
+    elif isinstance(obj, dict):
+        out = type(obj)() if isinstance(obj, collections.OrderedDict) else {}
+        memo[id(obj)] = out
+        for k, v in obj.items():
+            out[k] = _to_numpy(v, memo)
+    elif isinstance(obj, (list, tuple)):
+        out = type(obj)(_to_numpy(v, memo) for v in obj)
+    elif isinstance(obj, _Sealed):
+        raise PthError(f"the file holds {obj!r} outside any tensor")
+    else:
+        out = obj
+    memo[id(obj)] = out
+    return out
+
+
+# --------------------------------------------------------------------------- the two formats
+def _read_exact(f, n, what):
+    left = os.fstat(f.fileno()).st_size - f.tell()
+    if n > left:  # NOTE: check first: f.read(n) would allocate n bytes for a crafted huge n
+        raise PthError(f"file is truncated: {what} needs {n} bytes, only {left} left")
+    b = f.read(n)
+    if len(b) != n:
+        raise PthError(f"file is truncated: {what} needs {n} bytes, only {len(b)} left")
+    return b
+
+
+def _load_legacy(f):
+    magic = _unpickle(f)
+    if magic != LEGACY_MAGIC:
+        raise PthError(f"not a PyTorch legacy file: magic number {magic!r}, "
+                       f"expected {LEGACY_MAGIC:#x}")
+    protocol = _unpickle(f)
+    if protocol != LEGACY_PROTOCOL:
+        raise PthError(f"unsupported legacy protocol version {protocol!r} (only {LEGACY_PROTOCOL})")
+    sys_info = _unpickle(f)
+    if not isinstance(sys_info, dict):
+        raise PthError(f"bad sys info record {sys_info!r}")
+    order = "<" if sys_info.get("little_endian", True) else ">"
+    storages = {}
+    obj = _unpickle(f, storages, view_metadata=True)
+    keys = _unpickle(f)
+    if not isinstance(keys, list) or sorted(keys) != sorted(storages):
+        raise PthError("the storage key list does not match the storages the tensors use")
+    for key in keys:
+        s = storages[key]
+        (numel,) = struct.unpack(order + "q", _read_exact(f, 8, f"storage {key!r} header"))
+        if numel != s.numel:
+            raise PthError(f"storage {key!r}: {numel} elements on disk, {s.numel} declared")
+        dtype = s.dtype.newbyteorder(order)
+        s.data = np.frombuffer(_read_exact(f, numel * dtype.itemsize, f"storage {key!r}"), dtype)
+    return _to_numpy(obj)
+
+
+def _load_zip(path):
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise PthError(f"corrupt zip-format .pth ({e})") from None
+    with zf:
+        names = zf.namelist()
+        pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkls) != 1:
+            raise PthError("zip file is not a PyTorch checkpoint (no <name>/data.pkl)")
+        root = pkls[0][: -len("data.pkl")]
+        order = "<"
+        if root + "byteorder" in names:
+            order = "<" if zf.read(root + "byteorder").strip() == b"little" else ">"
+        storages = {}
+        try:
+            obj = _unpickle(io.BytesIO(zf.read(pkls[0])), storages, view_metadata=False)
+            for key, s in storages.items():
+                raw = zf.read(f"{root}data/{key}")
+                dtype = s.dtype.newbyteorder(order)
+                if len(raw) < s.numel * dtype.itemsize:
+                    raise PthError(f"storage {key!r} is truncated")
+                s.data = np.frombuffer(raw[: s.numel * dtype.itemsize], dtype)
+        except (KeyError, zipfile.BadZipFile, zlib.error) as e:
+            raise PthError(f"corrupt zip-format .pth ({e})") from None
+    return _to_numpy(obj)
+
+
+def load_pth(path):
+    """Read a PyTorch ``.pth`` (legacy or zip format) into NumPy, running no code from it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    Returns
+    -------
+    The pickled object with every tensor replaced by a NumPy array (for a state dict: an
+    OrderedDict key -> ndarray, in the file's order, dtypes as saved).
+    Raises
+    ------
+    UnsafePickleError : the pickle references a global outside the allow-list (nothing run)
+    PthError : missing, truncated, corrupt or unsupported file (one line, naming the file)
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(0)
+            if head.startswith(b"PK"):
+                return _load_zip(path)
+            if not head.startswith(b"\x80"):
+                raise PthError("not a PyTorch .pth file (neither a zip archive nor a pickle)")
+            return _load_legacy(f)
+    except FileNotFoundError:
+        raise PthError(f"{path}: no such file") from None
+    except PthError as e:
+        raise type(e)(f"{path}: {e}") from None
