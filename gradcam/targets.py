@@ -27,11 +27,23 @@ import numpy as np
 from minicnn.backend import get_xp, to_numpy
 
 
-def _choices(num_classes, class_names):
-    """The valid targets, for error messages."""
+MAX_LISTED = 12  # class names listed in an error before "..." (ImageNet has 1000)
+
+
+def _choices(num_classes, class_names, wanted=None):
+    """'an int in [0, K-1] or one of the class names ...' (long lists: the closest few)."""
     text = f"an int in [0, {num_classes - 1}]"
     if class_names is not None:
-        text += " or one of the class names " + ", ".join(repr(n) for n in class_names)
+        names = list(class_names)
+        if len(names) > MAX_LISTED:
+            if wanted is not None:  # the names that contain the wanted text come first
+                key = str(wanted).lower()
+                names = sorted(names, key=lambda n: key not in str(n).lower())
+            shown = ", ".join(repr(n) for n in names[:MAX_LISTED])
+            text += (f" or one of the {len(class_names)} class names (model.class_names), "
+                     f"e.g. {shown}, ...")
+        else:
+            text += " or one of the class names " + ", ".join(repr(n) for n in names)
     return text
 
 
@@ -43,7 +55,7 @@ def _one_class(t, num_classes, class_names):
                              f"use {_choices(num_classes, None)}")
         names = [str(n) for n in class_names]
         if t not in names:
-            raise ValueError(f"unknown class name {t!r}; use {_choices(num_classes, class_names)}")
+            raise ValueError(f"unknown class name {t!r}; use {_choices(num_classes, class_names, t)}")
         return names.index(t)
     # NOTE: bool is an int subclass; True/False as a class is almost surely a mistake.
     if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral):
