@@ -52,9 +52,13 @@ def train_one(name, out_dir=WEIGHTS_DIR, n_test=2000, progress=True):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--out", default=str(WEIGHTS_DIR),
+                        help="folder for NAME.npz (default: the package's shipped weights)")
     args = parser.parse_args(argv)
+    from pathlib import Path
+
     for name in args.names:
-        acc, seconds = train_one(name)
+        acc, seconds = train_one(name, out_dir=Path(args.out))
         print(f"{name}: test accuracy {acc:.4f} on fresh shapes, trained in {seconds:.0f} s")
     return 0
 
