@@ -71,6 +71,16 @@ class Layer:
     def __call__(self, x):
         return self.forward(x)
 
+    def _weighted_backward(self, backward_fn, dout, param_grads, need_dx):
+        """Shared by the layers with a weight and an optional bias (Conv2d, Linear):
+        ``backward_fn(dout, cache, need_dx, need_dw) -> (dx, dw, db)``, then store dw, db."""
+        dx, dw, db = backward_fn(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
+        if param_grads:
+            self.grads["weight"] = dw
+            if db is not None:
+                self.grads["bias"] = db
+        return dx
+
     def _cached(self):
         if self.cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward: call forward first")
@@ -118,12 +128,8 @@ class Conv2d(Layer):
         return out
 
     def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
-        dx, dw, db = Fn.conv2d_backward(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
-        if param_grads:
-            self.grads["weight"] = dw
-            if db is not None:
-                self.grads["bias"] = db
-        return dx
+        """dL/dx; with ``param_grads`` it overwrites grads["weight"] (and grads["bias"])."""
+        return self._weighted_backward(Fn.conv2d_backward, dout, param_grads, need_dx)
 
     def config(self):
         return {"type": "Conv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -153,12 +159,8 @@ class Linear(Layer):
         return out
 
     def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
-        dx, dw, db = Fn.linear_backward(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
-        if param_grads:
-            self.grads["weight"] = dw
-            if db is not None:
-                self.grads["bias"] = db
-        return dx
+        """dL/dx; with ``param_grads`` it overwrites grads["weight"] (and grads["bias"])."""
+        return self._weighted_backward(Fn.linear_backward, dout, param_grads, need_dx)
 
     def config(self):
         return {"type": "Linear", "in_features": self.in_features,
