@@ -210,27 +210,12 @@ def dropout_backward(dout, mask):
 
 
 class BatchNormCache(NamedTuple):
-    x: object  # (N, C, H, W) the input (a reference): xhat is rebuilt only when backward needs it
+    xhat: object  # (N, C, H, W) normalised input
     inv_std: object  # (C,)
     gamma: object
     training: bool
     mean: object  # batch mean (train) or running mean (eval), (C,)
     var: object  # biased batch variance (train) or running variance (eval), (C,)
-
-
-def _channel_sum(a):
-    """sum over (N, H, W) per channel: (N, C, H, W) -> (C,), summing each contiguous H*W first."""
-    return a.reshape(a.shape[0], a.shape[1], -1).sum(axis=2).sum(axis=0)
-
-
-def _channel_dot(a, b):
-    """sum over (N, H, W) of a * b per channel, in one pass with no (N, C, H, W) temporary."""
-    N, C = a.shape[:2]
-    return get_xp(a).einsum("ncp,ncp->c", a.reshape(N, C, -1), b.reshape(N, C, -1))
-
-
-def _per_channel(v):
-    return v.reshape(1, -1, 1, 1)
 
 
 def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, eps=1e-5):
@@ -239,26 +224,21 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, eps
     train: mu, var = batch mean and biased variance;  eval: mu, var = running statistics
     xhat = (x - mu) / sqrt(var + eps);  out = gamma * xhat + beta
 
-    Computed as out = (x - mu) * (gamma * inv_std) + beta, in place on one new array; xhat is
-    not stored (backward rebuilds it from x only when it needs it). The caller updates the
-    running statistics from ``cache.mean``/``cache.var`` (the batch statistics), so this
-    function never mutates its inputs.
+    The caller updates the running statistics from ``cache.mean``/``cache.var``
+    (the batch statistics), so this function never mutates its inputs.
     """
     if x.ndim != 4 or x.shape[1] != gamma.shape[0]:
         raise ValueError(f"batch norm expects (N, {gamma.shape[0]}, H, W), got shape {x.shape}")
     xp = get_xp(x)
-    M = x.shape[0] * x.shape[2] * x.shape[3]
     if training:
-        mean = (_channel_sum(x) / M).astype(x.dtype, copy=False)
-        out = x - _per_channel(mean)  # (x - mu), reused below as the output
-        var = (_channel_dot(out, out) / M).astype(x.dtype, copy=False)
+        mean = x.mean(axis=(0, 2, 3))
+        var = x.var(axis=(0, 2, 3))
     else:
         mean, var = running_mean, running_var
-        out = x - _per_channel(mean)
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-    out *= _per_channel(gamma * inv_std)
-    out += _per_channel(beta)
-    return out, BatchNormCache(x, inv_std, gamma, training, mean, var)
+    xhat = (x - mean.reshape(1, -1, 1, 1)) * inv_std.reshape(1, -1, 1, 1)
+    out = xhat * gamma.reshape(1, -1, 1, 1) + beta.reshape(1, -1, 1, 1)
+    return out, BatchNormCache(xhat, inv_std, gamma, training, mean, var)
 
 
 def batchnorm2d_backward(dout, cache, need_dx=True, need_dw=True):
@@ -266,25 +246,20 @@ def batchnorm2d_backward(dout, cache, need_dx=True, need_dw=True):
 
     dgamma = sum dout * xhat;  dbeta = sum dout  (over N, H, W)
     eval:  dx = dout * gamma * inv_std
-    train: dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M),  M = N*H*W
-
-    (The train rule is the usual inv_std / M * (M g - sum g - xhat sum(g xhat)) with g = dout *
-    gamma: gamma is per channel, so sum g = gamma dbeta and sum g xhat = gamma dgamma.)
+    train: dx = inv_std / M * (M * g - sum(g) - xhat * sum(g * xhat)),  g = dout * gamma, M = N*H*W
     """
-    c = cache
-    scale = _per_channel(c.gamma * c.inv_std)
-    if not c.training and not need_dw:
-        return (dout * scale if need_dx else None), None, None
-    xhat = (c.x - _per_channel(c.mean)) * _per_channel(c.inv_std)
-    dgamma, dbeta = _channel_dot(dout, xhat), _channel_sum(dout)
+    axes = (0, 2, 3)
+    dgamma = (dout * cache.xhat).sum(axis=axes) if need_dw else None
+    dbeta = dout.sum(axis=axes) if need_dw else None
     dx = None
-    if need_dx and c.training:
-        M = dout.shape[0] * dout.shape[2] * dout.shape[3]
-        xhat *= _per_channel(-dgamma / M)  # NOTE: xhat is ours (rebuilt above): reuse it for dx
-        xhat -= _per_channel(dbeta / M)
-        xhat += dout
-        xhat *= scale
-        dx = xhat
-    elif need_dx:
-        dx = dout * scale
-    return dx, (dgamma if need_dw else None), (dbeta if need_dw else None)
+    if need_dx:
+        g = dout * cache.gamma.reshape(1, -1, 1, 1)
+        inv = cache.inv_std.reshape(1, -1, 1, 1)
+        if cache.training:
+            M = dout.shape[0] * dout.shape[2] * dout.shape[3]
+            gsum = g.sum(axis=axes, keepdims=True)
+            gxsum = (g * cache.xhat).sum(axis=axes, keepdims=True)
+            dx = (inv / M) * (M * g - gsum - cache.xhat * gxsum)
+        else:
+            dx = g * inv
+    return dx, dgamma, dbeta
