@@ -120,7 +120,7 @@ if not C.SMOKE:
 
 # %% [markdown]
 # The shipped model `zoo.shapes_gap` was trained the same way (`python -m
-# minicnn.zoo.train_shapes`: 8000 images of 64 x 64, 6 epochs, about 3 minutes). Lessons
+# minicnn.zoo.train_shapes`: 8000 images of 64 x 64, 5 epochs, under 3 minutes). Lessons
 # 04-08 use it and its twin `zoo.shapes_cnn`, so they need no training. Its accuracy on
 # fresh 64 x 64 shapes:
 
@@ -129,7 +129,7 @@ shipped = zoo.shapes_gap(pretrained=True)
 fresh = make_shapes(C.pick(1000, 64), seed=2)
 acc_shipped = train.evaluate(shipped, fresh.images, fresh.labels)
 print(f"zoo.shapes_gap accuracy on fresh 64x64 shapes: {acc_shipped:.3f}")
-# prints: zoo.shapes_gap accuracy on fresh 64x64 shapes: 0.999
+# prints: zoo.shapes_gap accuracy on fresh 64x64 shapes: 0.995
 
 # %% [markdown]
 # Weights are saved as `.npz` (no pickles) with the architecture beside them, so

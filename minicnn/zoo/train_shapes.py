@@ -23,7 +23,7 @@ TRAIN_SEED, TEST_SEED = 1000, 2000
 # name -> (training images, epochs, learning rate); sized to train in <= 3 minutes on 2 cores
 RECIPES = {
     "shapes_cnn": (8000, 5, 3e-3),
-    "shapes_gap": (8000, 6, 3e-3),
+    "shapes_gap": (8000, 5, 3e-3),
 }
 
 
