@@ -1,121 +1,134 @@
-"""VGG16-topology forward time (224x224, float32) and the machine's float32 matrix-product rate.
+"""Forward pass: minicnn against PyTorch CPU on the same network, weights and input, same run.
 
-    python benchmarks/bench_forward.py [--batch 1] [--repeats 7]
+    python benchmarks/bench_forward.py [--models vgg16 efficientnet_lite0 shapes_cnn]
+                                       [--batches 1 8] [--repeats 7] [--layers]
 
-Prints medians and min-max over repeats, the achieved GFLOP/s of the forward (counting
-2 * MACs of the conv and linear layers), and that rate as a share of the measured matrix-
-product rate. Where PyTorch is installed, it runs the same topology with the same weights
-in the same process, alternating with ours, and prints the ratio ours / torch.
+For each model and batch size: median ms (min-max) of ours and torch's, the per-repeat ratio
+ours/torch, the achieved GFLOP/s (2 x multiply-adds of the conv and linear layers, i.e. the
+direct algorithm's count even where Winograd does fewer) and that rate as a share of the
+machine's float32 matrix-product rate, measured at the start. ``--layers`` adds a per-layer
+table for VGG16's 13 convolutions (forward of the conv alone, ours vs torch.nn.functional.conv2d).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
-from minicnn import layers as L
+from common import conv_flops, fmt_ratio, matmul_rate, ms, race, summary, table, torch_twin
+
+from minicnn import functional as Fn
 from minicnn import zoo
 
-
-def timeit(fn, repeats):
-    fn()  # warm-up: page in buffers, let BLAS spin up its threads
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
+SIZES = {"vgg16": 224, "efficientnet_lite0": 224, "shapes_cnn": 64}
+DEFAULT_BATCH = {"vgg16": (1, 8), "efficientnet_lite0": (1,), "shapes_cnn": (64,)}
 
 
-def matmul_rate(n=4096, repeats=5):
-    """float32 GFLOP/s of an n x n matrix product (2 n^3 flops), best of ``repeats``."""
+def build(name):
+    """The model ``name`` in eval mode (random weights for VGG16; shipped ones where they exist)."""
+    if name == "vgg16":
+        return zoo.vgg16().eval()
+    if name == "efficientnet_lite0":
+        if not hasattr(zoo, "efficientnet_lite0"):
+            return None
+        try:
+            return zoo.efficientnet_lite0(pretrained=True).eval()
+        except Exception:  # the weights package is optional: random weights time the same
+            return zoo.efficientnet_lite0(pretrained=False).eval()
+    if name == "shapes_cnn":
+        return zoo.shapes_cnn(pretrained=True).eval()
+    raise ValueError(f"unknown model {name!r}")
+
+
+def models_with_twins(models, batches):
+    """Yield (name, model, torch twin, batch, image side) for every model and batch size."""
+    for name in models:
+        model = build(name)
+        if model is None:
+            print(f"  {name}: not in minicnn.zoo yet, skipped")
+            continue
+        net = torch_twin(model)
+        for N in batches or DEFAULT_BATCH[name]:
+            yield name, model, net, N, SIZES[name]
+
+
+def forward_rows(models, batches, repeats, rate):
+    import torch
+
+    rows = []
+    for name, model, net, N, S in models_with_twins(models, batches):
+        x = np.random.default_rng(0).standard_normal((N, 3, S, S)).astype(np.float32)
+        xt = torch.from_numpy(x)
+        flops = sum(conv_flops(model, x).values())
+        with torch.no_grad():
+            t = race({"ours": lambda: model.forward(x), "torch": lambda: net(xt)}, repeats)
+            diff = float(np.abs(net(xt).numpy() - model.forward(x)).max())
+        med = summary(t["ours"])[0]
+        gf = flops / med / 1e9
+        rows.append([f"{name} forward", N, ms(t["ours"]), ms(t["torch"]),
+                     fmt_ratio(t["ours"], t["torch"]), f"{gf:.0f} ({gf / rate:.0%})",
+                     f"{diff:.1e}"])
+        print(table(HEADER, rows[-1:]).splitlines()[-1], flush=True)
+    return rows
+
+
+HEADER = ["workload", "batch", "minicnn ms", "torch ms", "ratio ours/torch", "GFLOP/s (of matmul)",
+          "max |diff|"]
+
+
+def layer_rows(repeats, rate, N=1):
+    """VGG16's convolutions one by one: ours (``functional.conv2d_forward``) vs torch."""
+    import torch
+
+    rows, c_in, S = [], 3, 224
     rng = np.random.default_rng(0)
-    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
-    return 2 * n**3 / min(timeit(lambda: a @ b, repeats)) / 1e9
-
-
-def forward_flops(model, x):
-    """2 * multiply-adds of every Conv2d and Linear for input ``x`` (from recorded shapes)."""
-    model.forward(x)
-    flops = 0
-    for name, lay in model.named_layers():
-        if isinstance(lay, L.Conv2d):
-            N, F, OH, OW = model.shapes[name]
-            flops += 2 * N * F * OH * OW * lay.params["weight"][0].size
-        elif isinstance(lay, L.Linear):
-            flops += 2 * model.shapes[name][0] * lay.params["weight"].size
-    return flops
-
-
-def torch_twin(model):
-    """The same VGG16 in PyTorch with the same weights, or None without torch."""
-    try:
-        import torch
-        from torch import nn
-    except ImportError:
-        return None
-    feats, c_in = [], 3
-    for v in zoo.VGG16_CFG:
+    for i, v in enumerate(zoo.VGG16_CFG):
         if v == "M":
-            feats.append(nn.MaxPool2d(2))
-        else:
-            feats += [nn.Conv2d(c_in, v, 3, padding=1), nn.ReLU(inplace=True)]
-            c_in = v
-    net = nn.Sequential()
-    net.add_module("features", nn.Sequential(*feats))
-    net.add_module("avgpool", nn.AdaptiveAvgPool2d(7))
-    net.add_module("flatten", nn.Flatten())
-    net.add_module("classifier", nn.Sequential(nn.Linear(25088, 4096), nn.ReLU(True), nn.Dropout(),
-                                               nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
-                                               nn.Linear(4096, 1000)))
-    net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
-                         for k, v in model.state_dict().items()})
-    return net.eval()
+            S //= 2
+            continue
+        x = rng.standard_normal((N, c_in, S, S)).astype(np.float32)
+        w = (rng.standard_normal((v, c_in, 3, 3)) * 0.05).astype(np.float32)
+        b = np.zeros(v, np.float32)
+        xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+        with torch.no_grad():
+            t = race({"ours": lambda: Fn.conv2d_forward(x, w, b, padding=1),
+                      "torch": lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=1)}, repeats)
+        flops = 2 * N * v * c_in * 9 * S * S
+        g_o, g_t = flops / summary(t["ours"])[0] / 1e9, flops / summary(t["torch"])[0] / 1e9
+        rows.append([f"{c_in}->{v} @{S}", ms(t["ours"]), ms(t["torch"]), fmt_ratio(t["ours"], t["torch"]),
+                     f"{g_o:.0f} ({g_o / rate:.0%})", f"{g_t:.0f} ({g_t / rate:.0%})"])
+        print(table(LAYER_HEADER, rows[-1:]).splitlines()[-1], flush=True)
+        c_in = v
+    return rows
+
+
+LAYER_HEADER = ["VGG16 conv (b=1)", "minicnn ms", "torch ms", "ratio", "minicnn GFLOP/s (of matmul)",
+                "torch GFLOP/s (of matmul)"]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--models", nargs="+", default=list(SIZES))
+    parser.add_argument("--batches", nargs="+", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--layers", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("PyTorch is not installed: nothing to race (pip install torch)")
+        return 1
     rate = matmul_rate()
     print(f"float32 matrix product (4096^3): {rate:.0f} GFLOP/s")
-    model = zoo.vgg16().eval()
-    x = np.random.default_rng(0).standard_normal((args.batch, 3, args.size, args.size)).astype("float32")
-    flops = forward_flops(model, x)
-    net = torch_twin(model)
-    ours, theirs = [], []
-    if net is None:
-        ours = timeit(lambda: model.forward(x), args.repeats)
-    else:
-        import torch
-
-        xt = torch.from_numpy(x)
-        model.forward(x)
-        with torch.no_grad():
-            net(xt)
-            for _ in range(args.repeats):  # alternate, so drift in machine load hits both
-                ours += timeit(lambda: model.forward(x), 1)
-                theirs += timeit(lambda: net(xt), 1)
-            diff = np.abs(net(xt).numpy() - model.forward(x)).max()
-    med = statistics.median(ours)
-    print(f"VGG16 forward, batch {args.batch}, {args.size}x{args.size}: minicnn median "
-          f"{med * 1e3:.0f} ms (min {min(ours) * 1e3:.0f}, max {max(ours) * 1e3:.0f}); "
-          f"{flops / med / 1e9:.0f} GFLOP/s = {flops / med / 1e9 / rate:.0%} of the matmul rate")
-    if theirs:
-        tmed = statistics.median(theirs)
-        print(f"  PyTorch CPU median {tmed * 1e3:.0f} ms (min {min(theirs) * 1e3:.0f}, max "
-              f"{max(theirs) * 1e3:.0f}); ratio ours/torch {med / tmed:.2f} "
-              f"(per-run min-max {min(o / t for o, t in zip(ours, theirs)):.2f}-"
-              f"{max(o / t for o, t in zip(ours, theirs)):.2f}); max |logit diff| {diff:.2e}")
-    else:
-        print("  (PyTorch not installed: no same-run comparison; pip install torch==2.13.0)")
-    return 0
+    print(table(HEADER, []))
+    rows = forward_rows(args.models, args.batches, args.repeats, rate)
+    lrows = []
+    if args.layers:
+        print(table(LAYER_HEADER, []))
+        lrows = layer_rows(args.repeats, rate)
+    return rows, lrows, rate
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -189,7 +189,10 @@ def _engine(model, x, layer, seed_fn, relu_rule="standard", spatial=False):
         check_layer(model, layer)
         keep = (layer,)
     with eval_mode(model):
-        logits = model.forward(x, keep=keep)
+        # NOTE: the backward below stops at ``layer``, so the layers up to it need no cache
+        # (less memory and work); with layer=None it runs to the input and needs them all.
+        named = isinstance(layer, str)
+        logits = model.forward(x, keep=keep, grad_from=layer if named else None)
         if layer is _LAST_SPATIAL:
             layer = last_spatial_layer(model.shapes, model)
             model.activations = {layer: model.activations[layer]}

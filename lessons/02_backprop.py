@@ -254,7 +254,7 @@ for j, n in enumerate(names, start=1):
 spread = np.ptp(gmaps["relu4"]) / gmaps["relu4"].max()
 print(f"relu4 gradient: max {gmaps['relu4'].max():.4f}, "
       f"relative spread over positions {spread:.1e}")
-# prints: relu4 gradient: max 0.0029, relative spread over positions 0.0e+00. Global average
+# prints: relu4 gradient: max 0.0064, relative spread over positions 0.0e+00. Global average
 # pooling gives every position of a channel the same gradient w_k / Z: lesson 04 builds CAM
 # on exactly this fact.
 C.save(fig, "02_backprop_chain.png")

@@ -63,7 +63,7 @@ rhs = r.linear_map.mean(axis=(1, 2)) + b[c]
 print("y^c        :", score)
 print("mean M_c + b:", rhs)
 C.check("(4.2) relative error", rel_error(score, rhs), about=1e-16, below=1e-12)
-# prints: y^c = [ 8.1717 -1.8165  1.6296 -1.5128] on both lines; relative error 2.2e-16
+# prints: y^c = [ 8.3909 -1.9282  1.9973 -1.4489] on both lines; relative error 1.1e-16
 # (1e-16 or below, depending on the order of the float64 sums).
 # (The second and fourth scores are negative: there the model prefers the OTHER object's class.)
 A = r.activations  # (N, 64, 16, 16)
@@ -106,8 +106,8 @@ contrib = W[c[n]] * A[n].mean(axis=(1, 2))  # (K,) each channel's share of y^c -
 top = np.argsort(-contrib)[:6]
 print("top channels:", top, " w_k^c:", W[c[n], top].round(3))
 print(f"their share of y^c - b_c: {contrib[top].sum():.3f} of {contrib.sum():.3f}")
-# prints: top channels: [27 47 52 33 15 13]  w_k^c: [0.56  0.636 0.656 0.573 0.634 0.487];
-# their share of y^c - b_c: 5.704 of 8.260
+# prints: top channels: [52 47 27 15 33 30]  w_k^c: [0.655 0.635 0.56  0.633 0.574 0.599];
+# their share of y^c - b_c: 5.828 of 8.479
 
 img = viz.chw_to_rgb(scenes.images[n])
 fig = C.figure(16, 2.3)

@@ -74,8 +74,8 @@ C.expect("the two coarse maps are never both positive", float((r.coarse * cf.coa
 own = object_share(r.heatmap, scenes.masks[:, 0], scenes.masks[:, 1]).mean()
 other = object_share(cf.heatmap, scenes.masks[:, 1], scenes.masks[:, 0]).mean()
 print(f"Grad-CAM for A: {own:.1%} of its object mass on A;  counterfactual for A: {other:.1%} on B")
-# prints (full mode): Grad-CAM for A: 86.7% of its object mass on A;
-# counterfactual for A: 92.8% on B
+# prints (full mode): Grad-CAM for A: 86.9% of its object mass on A;
+# counterfactual for A: 95.2% on B
 
 # %% [markdown]
 # ## 3. Testing it: remove the region and watch y^c
@@ -118,9 +118,9 @@ for name, reg in regions.items():
     print(f"remove {name:33s} y^A changes by {delta[name].mean():+.2f} on average; "
           f"up in {np.mean(delta[name] > 0):.0%} (area {reg.mean():.1%})")
 # prints (full mode, 100 scenes):
-# remove counterfactual region             y^A changes by +3.20 on average; up in 64% (area 6.1%)
-# remove Grad-CAM region                   y^A changes by -6.31 on average; up in 4% (area 3.5%)
-# remove control (another scene's region)  y^A changes by -0.75 on average; up in 49% (area 6.1%)
+# remove counterfactual region             y^A changes by +2.42 on average; up in 65% (area 3.7%)
+# remove Grad-CAM region                   y^A changes by -6.06 on average; up in 8% (area 3.3%)
+# remove control (another scene's region)  y^A changes by -0.37 on average; up in 48% (area 3.7%)
 C.expect("removing the counterfactual region raises y^c more than removing Grad-CAM's region",
          delta["counterfactual region"].mean() > delta["Grad-CAM region"].mean())
 
@@ -169,13 +169,14 @@ C.save(fig, "07_intervention.png")
 
 # %% [markdown]
 # **What you should see.** In `07_counterfactual.png` the counterfactual maps sit on or
-# next to the *other* object. Repainting the counterfactual region erases the triangle in
-# row 1 (y^A 1.0 -> 5.5) and part of the square in row 4 (3.4 -> 7.6); in row 2 the
-# region is a small spot beside the square, the square stays, and y^A does not move
-# (21.7 -> 21.6). Repainting the Grad-CAM region erases most of object A: y^A falls in
-# every row (row 3: 8.0 -> -3.8). In `07_intervention.png` the counterfactual removals
-# scatter upwards (mean +3.2, some by +20), the Grad-CAM removals downwards (mean -6.3,
-# only 4 of 100 up), and the control sits near zero (mean -0.75, up in half the scenes,
-# with a tail down where another scene's region happens to cover object A).
+# next to the *other* object. Repainting the counterfactual region erases most of the
+# cross in row 3, and in rows 1, 2 and 4 the background right around object B; y^A rises
+# in rows 1, 2 and 4 (0.3 -> 3.7, 20.1 -> 23.8, 4.8 -> 6.2) and dips a little in row 3
+# (7.1 -> 6.5). Repainting the Grad-CAM region erases most of object A, and y^A falls
+# (row 1: 0.3 -> -6.1, row 3: 7.1 -> -8.9), except in row 2, where the two cut-off arms of
+# the cross still read as a cross (20.1 -> 20.5). In `07_intervention.png` the
+# counterfactual removals scatter upwards (mean +2.4), the Grad-CAM removals downwards
+# (mean -6.1, only 8 of 100 up), and the control sits near zero (mean -0.37, up in about
+# half the scenes, with a tail down where another scene's region happens to cover object A).
 #
 # **Next:** lesson 08 turns such checks into the paper's evaluation protocols.

@@ -109,10 +109,10 @@ for name, m in baselines.items():
           f"loc. acc. {ev.localisation(m, single.boxes)[1].mean():.1%}")
 # prints (full mode, 60 single shapes + 60 scenes; the seconds vary), abridged:
 # method           pointing  +-tol  loc. acc.  mass in target  target share  A/B corr.
-# Grad-CAM            95.0%  100.0%     48.3%           32.8%         83.5%      +0.18
-# Guided Backprop     63.3%  100.0%     65.0%           23.0%         61.9%      +0.71
-# Guided Grad-CAM     58.3%  100.0%     40.0%           44.7%         85.7%      +0.23
-# Counterfactual       1.7%   15.0%      0.0%            0.3%          6.8%      -0.14
+# Grad-CAM            83.3%  100.0%     46.7%           30.4%         83.4%      +0.16
+# Guided Backprop     65.0%  100.0%     68.3%           22.0%         61.1%      +0.72
+# Guided Grad-CAM     55.0%  100.0%     33.3%           42.8%         85.2%      +0.22
+# Counterfactual      10.0%   20.0%      0.0%            0.3%          5.3%      -0.13
 # CAM                        n/a  (shapes_cnn has a dense head)
 # centre Gaussian  pointing 30.0%  +-tol 51.7%  loc. acc. 5.0%
 # uniform noise    pointing 5.0%  +-tol 15.0%  loc. acc. 0.0%
@@ -120,14 +120,14 @@ for name, m in baselines.items():
 # %% [markdown]
 # How to read it (full mode; the README has the same table for n = 200):
 #
-# - **Pointing.** Grad-CAM's peak is on the object in 95% of images and within 4.3 px in
+# - **Pointing.** Grad-CAM's peak is on the object in 83% of images and within 4.3 px in
 #   all of them; the centre baseline gets 30% and 52% (objects are often near the centre),
 #   noise 5% and 15%. A method must beat the centre baseline clearly to mean anything.
-# - **Class discrimination** (scenes): Grad-CAM puts 83.5% of its object mass on the
-#   explained object and its maps for the two classes barely correlate (+0.18); guided
-#   backprop puts 62% there and its two maps correlate at +0.71 (lesson 06).
-# - **The counterfactual** puts 89% of its object mass on the *other* object (lesson 07).
-# - **Localisation** (8.2): guided backprop 65%, Grad-CAM 48%. Grad-CAM loses here for the
+# - **Class discrimination** (scenes): Grad-CAM puts 83.4% of its object mass on the
+#   explained object and its maps for the two classes barely correlate (+0.16); guided
+#   backprop puts 61% there and its two maps correlate at +0.72 (lesson 06).
+# - **The counterfactual** puts 91% of its object mass on the *other* object (lesson 07).
+# - **Localisation** (8.2): guided backprop 68%, Grad-CAM 47%. Grad-CAM loses here for the
 #   reason the figure below shows: at 15% of the peak, weak background activation can form
 #   a region larger than the object's blob, and the protocol boxes the largest region.
 #

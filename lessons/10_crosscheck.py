@@ -147,7 +147,7 @@ variants = {
 }
 for name, heat in variants.items():
     print(f"  {name:28s} max |difference| from ours {np.abs(heat - r.heatmap).max():.3f}")
-# prints: forgot eval() 0.140, align_corners=True 0.259, min-max normalisation 0.000.
+# prints: forgot eval() 0.158, align_corners=True 0.228, min-max normalisation 0.000.
 # Min-max and / max agree whenever a map's minimum is 0, which after the ReLU is common: so
 # here all four maps (a tool cannot tell those two conventions apart on such a map)
 
@@ -207,7 +207,7 @@ C.expect("our own map is recognised", compare(r.heatmap[0], ours, x[:1], int(c[0
 #     bilinear, min-max normalised): matches minicnn except: corner-aligned bilinear
 #     (align_corners=True)
 # torch, forgot eval(): status 2; closest: minicnn
-#     diagnosis: no convention matches (best correlation 0.992, with minicnn); check the
+#     diagnosis: no convention matches (best correlation 0.995, with minicnn); check the
 #     target, the layer, the input preprocessing and the weights
 # A wrong model state is not a convention: the tool says so instead of guessing one.
 

@@ -5,10 +5,12 @@ Each op is a pair ``<op>_forward(x, ...) -> (out, cache)`` and
 array arguments). The cache is a NamedTuple holding only what backward needs.
 Inputs are never mutated and dtypes are kept (float32 stays float32).
 
-Convolution and pooling see their input through ``im2col.windows`` (a strided
-view, no Python loop over pixels) and reduce it with one matrix product or one
-reduction; backward scatters through ``im2col.col2im``. The plain-loop twins of
-conv and pooling, with identical signatures, live in ``minicnn.naive``.
+Convolution lives in ``minicnn.conv`` (re-exported here): blocked im2col + matrix products,
+Winograd F(2x2, 3x3) for 3x3 stride-1 convs with many channels, and a backward that computes
+only the gradients asked for. Pooling reduces over the window's taps, one strided view at a
+time; backward scatters through ``im2col.col2im`` or writes each tap's share directly. The
+plain-loop twins of conv and pooling, with identical signatures, live in ``minicnn.naive``;
+tests/test_perf_paths.py checks every fast path against them on the shapes that trigger it.
 """
 
 from __future__ import annotations
@@ -16,129 +18,18 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .backend import get_xp
-from .im2col import check_geometry, col2im, conv_padding, pad, pair, unpad, windows
+from .conv import Conv2dCache, conv2d_backward, conv2d_forward
+from .im2col import check_geometry, col2im, conv_padding, max_taps, pad, pair, tap, unpad, windows
+
+__all__ = [
+    "RELU_RULES", "Conv2dCache", "conv2d_forward", "conv2d_backward",  # from .conv
+    "PoolCache", "maxpool2d_forward", "maxpool2d_infer", "maxpool2d_backward",
+    "avgpool2d_forward", "avgpool2d_backward", "global_avg_pool_forward", "global_avg_pool_backward",
+    "relu_forward", "relu_backward", "linear_forward", "linear_backward",
+    "dropout_forward", "dropout_backward", "BatchNormCache", "batchnorm2d_forward", "batchnorm2d_backward",
+]
 
 RELU_RULES = ("standard", "deconvnet", "guided")
-
-
-# --------------------------------------------------------------------------- convolution
-class Conv2dCache(NamedTuple):
-    x_shape: tuple
-    padded_shape: tuple
-    cols: object  # (G, Cg*KH*KW, N*OH*OW) im2col matrix
-    w: object
-    has_bias: bool
-    stride: tuple
-    dilation: tuple
-    pads: tuple
-    groups: int
-    out_hw: tuple
-
-
-def _conv_geometry(x, w, stride, padding, dilation, groups):
-    """Validate shapes and normalise the conv hyper-parameters (shared with ``naive``)."""
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"conv2d expects x (N,C,H,W) and w (F,C/groups,KH,KW); got {x.shape}, {w.shape}")
-    N, C, H, W = x.shape
-    F, Cg, KH, KW = w.shape
-    if groups < 1 or C % groups or F % groups:
-        raise ValueError(f"conv2d: channels in={C} and out={F} must both be divisible by groups={groups}")
-    if Cg * groups != C:
-        raise ValueError(f"conv2d: input has {C} channels but the weight expects {Cg * groups} "
-                         f"({Cg} per group x {groups} groups)")
-    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
-    pads = conv_padding(padding, (H, W), (KH, KW), stride, dilation)
-    out_hw = check_geometry(x.shape, (KH, KW), stride, dilation, pads, "conv2d")
-    return stride, dilation, pads, out_hw
-
-
-def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-D cross-correlation (PyTorch's Conv2d), as im2col + one batched matrix product.
-
-    out[n, g*Fg+f, oh, ow] = b[g*Fg+f]
-        + sum_{c<Cg, i<KH, j<KW} w[g*Fg+f, c, i, j] * x_pad[n, g*Cg+c, oh*sh + i*dh, ow*sw + j*dw]
-
-    Parameters
-    ----------
-    x : (N, C, H, W)
-    w : (F, C // groups, KH, KW)
-    b : (F,) or None
-    stride, dilation : int or (h, w)
-    padding : int, (ph, pw), (top, bottom, left, right), "same" (TensorFlow's) or "valid"
-    groups : int; ``groups == C`` with one filter per channel is a depthwise conv
-    Returns
-    -------
-    out : (N, F, OH, OW); cache : Conv2dCache
-
-    See Also
-    --------
-    minicnn.naive.conv2d_forward : the plain-loop twin.
-    """
-    xp = get_xp(x, w)
-    stride, dilation, pads, (OH, OW) = _conv_geometry(x, w, stride, padding, dilation, groups)
-    N, C, H, W = x.shape
-    F, Cg, KH, KW = w.shape
-    G, K, P = groups, Cg * KH * KW, N * OH * OW
-    if (KH, KW) == (1, 1) and stride == (1, 1) and not any(pads):
-        # NOTE: a 1x1 stride-1 conv is a plain matrix product over channels: no window view.
-        cols = xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(G, K, P)
-    else:
-        view = windows(pad(x, pads), (KH, KW), stride, dilation, (OH, OW))  # (N,C,KH,KW,OH,OW)
-        # im2col: one copy into (C, KH, KW, N, OH, OW) -> (G, Cg*KH*KW, N*OH*OW), so the whole
-        # batch is ONE matrix product per group (not N small ones) in forward and in backward
-        cols = xp.ascontiguousarray(view.transpose(1, 2, 3, 0, 4, 5)).reshape(G, K, P)
-    out = xp.matmul(w.reshape(G, F // G, K), cols)  # (G, Fg, K) @ (G, K, P) -> (G, Fg, P)
-    out = out.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)  # -> (N, F, OH, OW)
-    out = xp.ascontiguousarray(out)
-    if b is not None:
-        out += b.reshape(1, F, 1, 1)
-    padded = (N, C, H + pads[0] + pads[1], W + pads[2] + pads[3])
-    cache = Conv2dCache(x.shape, padded, cols, w, b is not None, stride, dilation, pads, G, (OH, OW))
-    return out, cache
-
-
-def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
-    """Gradients of ``conv2d_forward``.
-
-    dw[f, c, i, j] = sum_{n, oh, ow} dout[n, f, oh, ow] * x_pad[n, c', oh*sh + i*dh, ow*sw + j*dw]
-    dx = col2im(w^T @ dout)        db[f] = sum_{n, oh, ow} dout[n, f, oh, ow]
-
-    Parameters
-    ----------
-    dout : (N, F, OH, OW)
-    cache : Conv2dCache from the forward
-    need_dx, need_dw : skip the input-gradient / weight-gradient product when not wanted
-        (Grad-CAM needs neither below its layer; pixel-space maps need no dw).
-    Returns
-    -------
-    dx : (N, C, H, W) or None; dw : like w, or None; db : (F,) or None
-    """
-    xp = get_xp(dout)
-    N, F, OH, OW = dout.shape
-    G = cache.groups
-    F_, Cg, KH, KW = cache.w.shape
-    # (N, F, OH, OW) -> (G, Fg, N*OH*OW), matching the columns of cache.cols
-    d = xp.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(G, F // G, N * OH * OW)
-    db = dout.sum(axis=(0, 2, 3)) if (need_dw and cache.has_bias) else None
-    dw = None
-    if need_dw:
-        # (G, Fg, P) @ (G, P, K) -> (G, Fg, K): dw summed over the batch inside the product
-        dw = xp.matmul(d, cache.cols.transpose(0, 2, 1)).reshape(cache.w.shape)
-    dx = None
-    if need_dx:
-        wmat = cache.w.reshape(G, F // G, Cg * KH * KW)
-        dcols = xp.matmul(wmat.transpose(0, 2, 1), d)  # (G, K, Fg) @ (G, Fg, P) -> (G, K, P)
-        N_, C, H, W = cache.x_shape
-        if (KH, KW) == (1, 1) and cache.stride == (1, 1) and not any(cache.pads):
-            dx = xp.ascontiguousarray(dcols.reshape(C, N, H, W).transpose(1, 0, 2, 3))
-        else:
-            # NOTE: col2im runs with C and N swapped, (C, N, KH, KW, OH, OW), so it reads the
-            # columns and writes the padded gradient contiguously; one transpose at the end.
-            dcols = dcols.reshape(C, KH, KW, N, OH, OW).transpose(0, 3, 1, 2, 4, 5)
-            Hp, Wp = cache.padded_shape[2:]
-            dxp_t = col2im(dcols, (C, N, Hp, Wp), cache.stride, cache.dilation)  # (C, N, Hp, Wp)
-            dx = xp.ascontiguousarray(unpad(dxp_t, cache.pads).transpose(1, 0, 2, 3))
-    return dx, dw, db
 
 
 # --------------------------------------------------------------------------- pooling
@@ -168,23 +59,23 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
 
     The cache keeps, per window, the index of the maximum: the FIRST one in
     row-major order of the window when several tie (``argmax``'s rule, and PyTorch's).
+    The maximum is a running one over the KH*KW taps (elementwise ops on strided views),
+    so no window is copied and the index costs one comparison per tap.
 
     Returns
     -------
     out : (N, C, OH, OW); cache : PoolCache
     """
-    xp = get_xp(x)
-    kernel, stride, pads, (OH, OW) = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
-    N, C = x.shape[:2]
+    kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
     xpad = pad(x, pads, value=-float("inf"))
-    # (N, C, KH, KW, OH, OW) view -> (N, C, KH*KW, OH, OW): the window as one axis
-    win = windows(xpad, kernel, stride, (1, 1), (OH, OW)).reshape(N, C, kernel[0] * kernel[1], OH, OW)
-    argmax = win.argmax(axis=2)
-    out = xp.take_along_axis(win, argmax[:, :, None], axis=2)[:, :, 0]
-    # NOTE: keep the index small: KH*KW < 256 for any pooling window in practice.
-    idx_dtype = xp.uint8 if kernel[0] * kernel[1] < 256 else xp.int64
-    cache = PoolCache(x.shape, xpad.shape, kernel, stride, pads, argmax.astype(idx_dtype))
-    return out, cache
+    out, index = max_taps(xpad, kernel, stride, out_hw, need_index=True)
+    return out, PoolCache(x.shape, xpad.shape, kernel, stride, pads, index)
+
+
+def maxpool2d_infer(x, kernel_size, stride=None, padding=0):
+    """``maxpool2d_forward`` without the cache (no index): for layers backward never reaches."""
+    kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
+    return max_taps(pad(x, pads, value=-float("inf")), kernel, stride, out_hw, need_index=False)[0]
 
 
 def maxpool2d_backward(dout, cache):
@@ -198,11 +89,17 @@ def maxpool2d_backward(dout, cache):
     """
     xp = get_xp(dout)
     KH, KW = cache.kernel
-    N, C, OH, OW = dout.shape
-    taps = xp.arange(KH * KW, dtype=cache.argmax.dtype).reshape(1, 1, KH * KW, 1, 1)
-    onehot = cache.argmax[:, :, None] == taps  # (N, C, KH*KW, OH, OW)
-    dcols = (onehot * dout[:, :, None]).astype(dout.dtype, copy=False)
-    dxp = col2im(dcols.reshape(N, C, KH, KW, OH, OW), cache.padded_shape, cache.stride, (1, 1))
+    out_hw = dout.shape[2:]
+    dxp = xp.zeros(cache.padded_shape, dtype=dout.dtype)
+    # NOTE: when kernel == stride the windows do not overlap, so each tap's pixels belong to one
+    # window only and the product can be written straight into them (no += read-modify-write).
+    disjoint = tuple(cache.kernel) == tuple(cache.stride)
+    for t in range(KH * KW):
+        dst = tap(dxp, t // KW, t % KW, cache.stride, out_hw)
+        if disjoint:
+            xp.multiply(dout, cache.argmax == t, out=dst)
+        else:
+            dst += dout * (cache.argmax == t)
     return xp.ascontiguousarray(unpad(dxp, cache.pads)) if any(cache.pads) else dxp
 
 

@@ -17,6 +17,8 @@ max((OH-1)*s + d*(K-1) + 1 - H, 0) is split with the extra pixel at the bottom/r
 from __future__ import annotations
 
 import math
+import os
+import threading
 
 from .backend import get_xp
 
@@ -118,7 +120,7 @@ def windows(xp_, kernel, stride, dilation, out_hw):
     return view
 
 
-def col2im(dcols, padded_shape, stride, dilation):
+def col2im(dcols, padded_shape, stride, dilation, out=None):
     """Adjoint of ``windows``: sum window gradients back onto the padded input.
 
     (N, C, KH, KW, OH, OW) -> (N, C, Hp, Wp), with
@@ -126,11 +128,13 @@ def col2im(dcols, padded_shape, stride, dilation):
 
     The loop runs over the KH*KW kernel offsets only: for a fixed (i, j) the
     targets are distinct pixels, so a strided slice ``+=`` adds each exactly once.
+    With ``out`` (an array of ``padded_shape``, or a view into a larger one) the sums are
+    added into it, which lets a caller scatter one chunk of output rows at a time.
     """
     xp = get_xp(dcols)
     N, C, KH, KW, OH, OW = dcols.shape
     (sh, sw), (dh, dw) = stride, dilation
-    dx = xp.zeros(padded_shape, dtype=dcols.dtype)
+    dx = xp.zeros(padded_shape, dtype=dcols.dtype) if out is None else out
     for i in range(KH):
         for j in range(KW):
             h0, w0 = i * dh, j * dw
@@ -138,8 +142,142 @@ def col2im(dcols, padded_shape, stride, dilation):
     return dx
 
 
+def tap(xpad, i, j, stride, out_hw):
+    """The (i, j) tap of every window: xpad[n, c, oh*sh + i, ow*sw + j], an (N, C, OH, OW) view.
+
+    Pooling reduces over taps one at a time (KH*KW elementwise ops on views), so no window is
+    ever copied; a 2x2 pool with stride 2 reads each tap as the plain reshape
+    x.reshape(N, C, OH, 2, OW, 2)[:, :, :, i, :, j].
+    """
+    (sh, sw), (OH, OW) = stride, out_hw
+    return xpad[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw]
+
+
+def chunks(N, rows, per_row, budget, parts=1):
+    """Split N images of ``rows`` output rows into blocks of about ``budget`` elements.
+
+    Each block is (n0, n1, r0, r1): images n0:n1, output rows r0:r1. A large image is split
+    into row blocks (one image per block); small images are grouped whole. ``per_row`` is the
+    number of elements one output row of one image needs (e.g. K * OW for the im2col matrix).
+    ``parts`` (the worker threads of ``run_blocks``): where the work allows, the number of
+    blocks is a multiple of it, in near-equal sizes, so no worker idles at the end.
+
+    NOTE: why chunk at all: the whole-layer im2col matrix of VGG16's conv1_2 is 115 MB; a block
+    of ~4 MB stays in cache between the copy that builds it and the product that reads it,
+    and one reused buffer replaces a fresh 100 MB+ allocation per layer.
+    """
+    per_image = per_row * rows
+    if per_image >= budget or N < parts:  # row blocks within each image
+        k = max(-(-per_image // budget), -(-parts // N))  # blocks per image
+        if N * k > 1:
+            k = -(-N * k // parts) * parts // N or 1  # a multiple of parts in all (if N allows)
+        k = min(k, rows)
+        cuts = [i * rows // k for i in range(k + 1)]  # near-equal row blocks
+        return [(n, n + 1, a, b) for n in range(N) for a, b in zip(cuts, cuts[1:])]
+    groups = -(-N // max(1, budget // per_image))  # whole images per block, by the budget
+    groups = min(N, -(-groups // parts) * parts)
+    cuts = [i * N // groups for i in range(groups + 1)]
+    return [(a, b, 0, rows) for a, b in zip(cuts, cuts[1:])]
+
+
+def cols_block(view, n0, n1, r0, r1, buf, batch_first):
+    """Copy one block of windows into ``buf``: the im2col matrix of images n0:n1, rows r0:r1.
+
+    view : (N, C, KH, KW, OH, OW) from ``windows``
+    batch_first=True  -> (nb, C*KH*KW, rows*OW): one matrix per image (forward, input gradient)
+    batch_first=False -> (C*KH*KW, nb*rows*OW): the batch inside the columns (weight gradient)
+    """
+    block = view[n0:n1, :, :, :, r0:r1]
+    nb, C, KH, KW, R, OW = block.shape
+    if batch_first:
+        cols = buf[:block.size].reshape(nb, C, KH, KW, R, OW)
+        cols[...] = block
+        return cols.reshape(nb, C * KH * KW, R * OW)
+    cols = buf[:block.size].reshape(C, KH, KW, nb, R, OW)
+    cols[...] = block.transpose(1, 2, 3, 0, 4, 5)
+    return cols.reshape(C * KH * KW, nb * R * OW)
+
+
+def max_taps(xpad, kernel, stride, out_hw, need_index):
+    """Maximum over the KH*KW taps of every window (see ``tap``), and where it is.
+
+    Returns (out, index): index[n, c, oh, ow] is the FIRST tap, in row-major order of the
+    window, that equals the maximum (PyTorch's rule when values tie), or None.
+
+    NOTE: the index is found after the maximum, by Horner's rule from the last tap back:
+    index = ne_0 * (1 + ne_1 * (1 + ... ne_{T-2})), ne_t = [tap t != max] -- so 0 when tap 0 is
+    a maximum, else 1 + the same over taps 1.. . Two small-integer ops per tap; tracking the
+    index inside the running maximum (masked copies) was 5x slower.
+    """
+    xp = get_xp(xpad)
+    KH, KW = kernel
+    taps = [tap(xpad, t // KW, t % KW, stride, out_hw) for t in range(KH * KW)]
+    out = taps[0].copy()
+    for v in taps[1:]:
+        xp.maximum(out, v, out=out)
+    if not need_index:
+        return out, None
+    # NOTE: keep the index small: KH*KW < 256 for any pooling window in practice.
+    index = xp.zeros(out.shape, dtype=xp.uint8 if KH * KW < 256 else xp.int64)
+    for v in taps[-2::-1]:
+        index += 1
+        index *= v != out
+    return out, index
+
+
 def unpad(x, pads):
     """Inverse of ``pad`` for gradients: drop the padded border (a view)."""
     t, b, l, r = pads
     H, W = x.shape[2:]
     return x[:, :, t:H - b, l:W - r]
+
+
+# --------------------------------------------------------------------------- blocks on two cores
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+GPU_CHUNK = 1 << 26  # elements per block on CuPy (256 MB in float32)
+_pool, _local = None, threading.local()
+try:  # optional: without it blocks run one after another, each product on BLAS's own threads
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - depends on the environment
+    ThreadpoolController = None
+_blas = None  # the ThreadpoolController, made on first use (it scans the loaded libraries once)
+
+
+def block_plan(N, rows, per_row, chunk, xp):
+    """``chunks`` for this backend: on NumPy blocks of ``chunk`` elements, a multiple of THREADS
+    of them where possible; on CuPy blocks of GPU_CHUNK (a GPU wants few, large products)."""
+    if xp.__name__ != "numpy":
+        return chunks(N, rows, per_row, max(chunk, GPU_CHUNK))
+    return chunks(N, rows, per_row, chunk, parts=THREADS if ThreadpoolController is not None else 1)
+
+
+def run_blocks(fn, blocks, xp):
+    """Run ``fn(n0, n1, r0, r1)`` for every block and return the results in block order;
+    ``fn`` must write disjoint outputs (or return its part, for the caller to sum).
+
+    NOTE: why threads: NumPy's elementwise ops (im2col copies, Winograd's transforms) use one
+    core while BLAS uses all of them, so on 2 cores the copies would take as long as the
+    products. With several blocks, each worker thread runs whole blocks (copy, transform and
+    product; NumPy releases the GIL in all of them) with BLAS limited to one thread, so every
+    step runs on every core. CuPy, a single block, or no ``threadpoolctl``: a plain loop.
+    """
+    global _pool, _blas
+    if THREADS < 2 or len(blocks) < 2 or ThreadpoolController is None or xp.__name__ != "numpy":
+        return [fn(*blk) for blk in blocks]
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool, _blas = ThreadPoolExecutor(THREADS, thread_name_prefix="minicnn"), ThreadpoolController()
+    with _blas.limit(limits=1, user_api="blas"):
+        return [f.result() for f in [_pool.submit(fn, *blk) for blk in blocks]]
+
+
+def scratch(n, dtype, xp):
+    """A reusable flat buffer of at least ``n`` elements for the calling thread (NumPy), so the
+    im2col blocks of every layer reuse one allocation instead of a fresh one per block."""
+    if xp.__name__ != "numpy":
+        return xp.empty(n, dtype=dtype)  # CuPy's memory pool already reuses device memory
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < n or buf.dtype != dtype:
+        buf = _local.buf = xp.empty(n, dtype=dtype)
+    return buf[:n]

@@ -34,7 +34,12 @@ def _uniform(rng, bound, shape, dtype):
     dtype = np.dtype(dtype)
     draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
     u = _rng(rng).random(shape, dtype=draw_dtype)
-    return ((u * 2.0 - 1.0) * bound).astype(dtype, copy=False)
+    # NOTE: in place, the same ops in the same order: (u * 2 - 1) * bound with temporaries
+    # peaked at 3x the largest weight (VGG16's classifier.0 is 411 MB) while building the model.
+    u *= 2.0
+    u -= 1.0
+    u *= bound
+    return u.astype(dtype, copy=False)
 
 
 class Layer:
@@ -48,11 +53,33 @@ class Layer:
     def forward(self, x):  # pragma: no cover - every subclass overrides
         raise NotImplementedError
 
+    def infer(self, x):
+        """The forward's output without a cache, for a layer that no backward will reach
+        (``Sequential.forward(x, grad_from=...)``). ``cache`` becomes None, so a backward
+        through this layer raises "call forward first" instead of using stale state.
+
+        The default runs ``forward`` and drops the cache; layers override it where skipping
+        the cache also skips work (ReLU's mask, max-pool's argmax).
+        """
+        out = self.forward(x)
+        self.cache = None
+        return out
+
     def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
         raise NotImplementedError  # pragma: no cover
 
     def __call__(self, x):
         return self.forward(x)
+
+    def _weighted_backward(self, backward_fn, dout, param_grads, need_dx):
+        """Shared by the layers with a weight and an optional bias (Conv2d, Linear):
+        ``backward_fn(dout, cache, need_dx, need_dw) -> (dx, dw, db)``, then store dw, db."""
+        dx, dw, db = backward_fn(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
+        if param_grads:
+            self.grads["weight"] = dw
+            if db is not None:
+                self.grads["bias"] = db
+        return dx
 
     def _cached(self):
         if self.cache is None:
@@ -101,12 +128,8 @@ class Conv2d(Layer):
         return out
 
     def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
-        dx, dw, db = Fn.conv2d_backward(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
-        if param_grads:
-            self.grads["weight"] = dw
-            if db is not None:
-                self.grads["bias"] = db
-        return dx
+        """dL/dx; with ``param_grads`` it overwrites grads["weight"] (and grads["bias"])."""
+        return self._weighted_backward(Fn.conv2d_backward, dout, param_grads, need_dx)
 
     def config(self):
         return {"type": "Conv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -136,12 +159,8 @@ class Linear(Layer):
         return out
 
     def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
-        dx, dw, db = Fn.linear_backward(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
-        if param_grads:
-            self.grads["weight"] = dw
-            if db is not None:
-                self.grads["bias"] = db
-        return dx
+        """dL/dx; with ``param_grads`` it overwrites grads["weight"] (and grads["bias"])."""
+        return self._weighted_backward(Fn.linear_backward, dout, param_grads, need_dx)
 
     def config(self):
         return {"type": "Linear", "in_features": self.in_features,
@@ -156,6 +175,11 @@ class ReLU(Layer):
     def forward(self, x):
         out, self.cache = Fn.relu_forward(x, self.upper)
         return out
+
+    def infer(self, x):
+        self.cache = None
+        xp = get_xp(x)
+        return xp.maximum(x, 0) if self.upper is None else xp.clip(x, 0, self.upper)
 
     def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
         return Fn.relu_backward(dout, self._cached(), relu_rule) if need_dx else None
@@ -182,6 +206,10 @@ class MaxPool2d(Layer):
         out, self.cache = self._forward_fn(x, self.kernel_size, self.stride, self.padding)
         return out
 
+    def infer(self, x):
+        self.cache = None
+        return Fn.maxpool2d_infer(x, self.kernel_size, self.stride, self.padding)
+
     def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
         return self._backward_fn(dout, self._cached()) if need_dx else None
 
@@ -195,6 +223,7 @@ class AvgPool2d(MaxPool2d):
     """Average pooling (kernel, stride=kernel, padding; zero padding counted in the mean)."""
 
     _forward_fn, _backward_fn = staticmethod(Fn.avgpool2d_forward), staticmethod(Fn.avgpool2d_backward)
+    infer = Layer.infer  # NOTE: MaxPool2d's cache-free shortcut is a max; the mean has none
 
 
 class GlobalAvgPool2d(Layer):

@@ -5,8 +5,11 @@ layer ``0`` gives ``features.0``; its weight is ``features.0.weight`` in the sta
 
 What Grad-CAM needs from a model, and where it is:
 
-    y = model.forward(x, keep=("conv3",))   # model.activations["conv3"] is A
+    y = model.forward(x, keep=("conv3",), grad_from="conv3")   # model.activations["conv3"] is A
     dA = model.backward(dy, stop_at="conv3", param_grads=False)   # dy/dA, nothing below conv3
+
+(``grad_from`` is optional: the layers up to conv3 then keep no cache, since this backward
+never reaches them.)
 
 ``backward`` walks the layers in reverse and returns as soon as it holds the gradient
 at the output of ``stop_at``; ``param_grads=False`` skips every weight gradient and
@@ -26,14 +29,20 @@ from .functional import RELU_RULES
 class _Record:
     """What one forward pass remembers: the outputs asked for, and every output's shape."""
 
-    def __init__(self, keep):
+    def __init__(self, keep, grad_from=None):
         self.keep = set(keep)
         self.activations, self.shapes = {}, {}
+        # NOTE: until ``grad_from``'s output is recorded, no backward will reach the layers
+        # that run, so they use the cache-free ``Layer.infer``; after it, the normal forward.
+        self.caching = grad_from is None
+        self.grad_from = grad_from
 
     def add(self, name, out):
         self.shapes[name] = tuple(out.shape)
         if name in self.keep:
             self.activations[name] = out
+        if name == self.grad_from:
+            self.caching = True
 
 
 class _Container(L.Layer):
@@ -200,17 +209,22 @@ class Sequential(_Container):
         self.activations, self.shapes = {}, {}
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x, keep=()):
+    def forward(self, x, keep=(), grad_from=None):
         """Run the network. Outputs of the layers named in ``keep`` go to ``self.activations``;
         every layer's output shape goes to ``self.shapes`` (cheap, and tells which are spatial).
+
+        ``grad_from``: the name of the layer a following backward will stop at (its
+        ``stop_at``). The layers that run up to and including it keep no cache (nothing
+        below it is differentiated), which saves their memory and, for ReLU and max-pool,
+        some work. ``None`` (the default) caches every layer.
         """
         keep = (keep,) if isinstance(keep, str) else tuple(keep)
         names = set(self.layer_names())
-        unknown = [k for k in keep if k not in names]
+        unknown = [k for k in keep + ((grad_from,) if grad_from is not None else ()) if k not in names]
         if unknown:
             raise KeyError(f"unknown layer {unknown[0]!r}; layers are: {', '.join(self.layer_names())}")
         x = self._check_input(x)
-        rec = _Record(keep)
+        rec = _Record(keep, grad_from)
         out = self._forward(x, "", rec)
         self.activations, self.shapes = rec.activations, rec.shapes
         return out
@@ -238,14 +252,14 @@ class Sequential(_Container):
                 x = layer._forward(x, full + ".", rec)
             else:
                 try:
-                    x = layer.forward(x)
+                    x = layer.forward(x) if rec.caching else layer.infer(x)
                 except ValueError as e:
                     raise ValueError(f"layer {full!r}: {e}") from None
             rec.add(full, x)
         return x
 
-    def __call__(self, x, keep=()):
-        return self.forward(x, keep)
+    def __call__(self, x, keep=(), grad_from=None):
+        return self.forward(x, keep, grad_from)
 
     # ----------------------------------------------------------------- backward
     def backward(self, dout, stop_at=None, param_grads=True, relu_rule="standard", input_grad=True):

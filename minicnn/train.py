@@ -98,6 +98,68 @@ def evaluate(model, X, y, batch_size=256):
     return correct / N
 
 
+def update_bn(model, X, batch_size=256):
+    """Recompute every BatchNorm2d's running statistics from ``X`` ("precise BN").
+
+    During training the running statistics are an exponential average over the last
+    ~1/momentum batches, taken while the weights were still moving; with a constant learning
+    rate they can lag the final weights enough to cost many points of eval accuracy while the
+    train-mode accuracy looks fine. This replaces them by the statistics of the final model
+    over all of ``X`` (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", arXiv:2105.07576;
+    PyTorch's ``torch.optim.swa_utils.update_bn`` does the same with a mean of batch variances):
+
+        mu  = (1/M) sum_{n,h,w} x          var = (1/(M-1)) sum_{n,h,w} (x - mu)^2   (unbiased)
+
+    over the M = N*H*W inputs each channel sees, where x is the layer's input when the network
+    runs in train mode (batch statistics in the layers below, as in training). Sums are kept in
+    float64 per batch: mu_b and the biased var_b of each batch give sum x = M_b mu_b and
+    sum x^2 = M_b (var_b + mu_b^2). Dropout and every other layer run as in eval mode; the
+    model's modes are restored afterwards. Nothing but the running statistics changes.
+
+    Parameters
+    ----------
+    model : Sequential (or any container with ``named_layers``)
+    X : (N, C, H, W) inputs, typically the training images
+    batch_size : int
+    """
+    if len(X) == 0:
+        raise ValueError("update_bn needs at least one input")
+    from .layers import BatchNorm2d
+
+    named = list(model.named_layers())
+    bns = [(name, lay) for name, lay in named if isinstance(lay, BatchNorm2d)]
+    if not bns:
+        return
+    modes = [lay.training for _, lay in named] + [model.training]
+    device, dtype = _model_device_dtype(model)
+    sums = {name: [0.0, 0.0, 0] for name, _ in bns}  # per channel: sum x, sum x^2; and M
+    try:
+        model.eval()
+        for _, bn in bns:
+            bn.training = True
+        for a, b in _batches(len(X), batch_size):
+            model(asarray(X[a:b], device, dtype))
+            for name, bn in bns:
+                N, _, H, W = model.shapes[name]
+                m_b, s = N * H * W, sums[name]
+                mean = to_numpy(bn.cache.mean).astype(np.float64)
+                var = to_numpy(bn.cache.var).astype(np.float64)  # biased batch variance
+                s[0] = s[0] + m_b * mean
+                s[1] = s[1] + m_b * (var + mean ** 2)
+                s[2] += m_b
+    finally:
+        for (_, lay), mode in zip(named, modes):
+            lay.training = mode
+        model.training = modes[-1]
+    for name, bn in bns:
+        s1, s2, M = sums[name]
+        mu = s1 / M
+        var = np.maximum(s2 / M - mu ** 2, 0.0) * (M / max(M - 1, 1))
+        ref = bn.buffers["running_mean"]
+        bn.buffers["running_mean"] = asarray(mu, device_of(ref), ref.dtype)
+        bn.buffers["running_var"] = asarray(var, device_of(ref), ref.dtype)
+
+
 def _layer_rngs(model):
     """Layers that draw random numbers of their own (e.g. Dropout's ``rng``), by name.
 

@@ -308,3 +308,75 @@ def test_fit_resume_on_real_model_with_batchnorm_and_dropout(tmp_path):
     want, got = ref.state_dict(), b.state_dict()
     for k in want:  # includes bn.running_mean / bn.running_var
         np.testing.assert_array_equal(got[k], want[k])
+
+
+# ----------------------------------------------------------------------------- precise BN
+def _bn_net(seed=0, dtype="float64"):
+    from minicnn import layers as L
+    from minicnn.model import Sequential
+
+    rng = np.random.default_rng(seed)
+    return Sequential([
+        ("conv1", L.Conv2d(2, 3, kernel_size=3, padding=1, rng=rng, dtype=dtype)),
+        ("bn1", L.BatchNorm2d(3, dtype=dtype)), ("relu1", L.ReLU()),
+        ("conv2", L.Conv2d(3, 4, kernel_size=3, rng=rng, dtype=dtype)),
+        ("bn2", L.BatchNorm2d(4, dtype=dtype)), ("relu2", L.ReLU()),
+        ("flat", L.Flatten()), ("drop", L.Dropout(0.5, seed=seed)),
+        ("fc", L.Linear(4 * 3 * 3, 3, rng=rng, dtype=dtype)),
+    ])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_update_bn_sets_population_statistics(training):
+    from minicnn.train import update_bn
+
+    model = _bn_net()
+    model.train(training)
+    X = np.random.default_rng(3).standard_normal((37, 2, 5, 5)) * 2.0 + 0.5  # 37: a ragged last batch
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    drop_state = model["drop"].rng.bit_generator.state
+    update_bn(model, X, batch_size=8)
+    after = model.state_dict()
+    # bn1's input does not depend on batching: conv1(X) over all 37 images, by NumPy's own mean
+    # and unbiased variance over (N, H, W)
+    model.eval()
+    model(X, keep="conv1")
+    a = model.activations["conv1"]
+    np.testing.assert_allclose(after["bn1.running_mean"], a.mean(axis=(0, 2, 3)), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(after["bn1.running_var"], a.var(axis=(0, 2, 3), ddof=1), rtol=1e-10)
+    # only the running statistics changed, the modes are back, Dropout drew no mask
+    for k in before:
+        if "running" not in k:
+            np.testing.assert_array_equal(after[k], before[k])
+    assert model.training is False  # we set eval above; check the restore on a fresh call:
+    model.train(training)
+    update_bn(model, X, batch_size=8)
+    assert model.training is training and all(l.training is training for _, l in model.named_layers())
+    assert model["drop"].rng.bit_generator.state == drop_state
+
+
+def test_update_bn_with_one_batch_equals_the_train_mode_batch_statistics():
+    from minicnn.train import update_bn
+
+    model = _bn_net(seed=1)
+    X = np.random.default_rng(4).standard_normal((12, 2, 5, 5))
+    update_bn(model, X, batch_size=len(X))
+    got = {k: v.copy() for k, v in model.state_dict().items()}
+    # bn2's input depends on bn1 normalising with batch statistics: one batch = the whole set
+    model.train()
+    model["drop"].training = False
+    model(X, keep="conv2")
+    a = model.activations["conv2"]
+    np.testing.assert_allclose(got["bn2.running_mean"], a.mean(axis=(0, 2, 3)), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got["bn2.running_var"], a.var(axis=(0, 2, 3), ddof=1), rtol=1e-10)
+
+
+def test_update_bn_refuses_no_inputs_and_ignores_models_without_batch_norm():
+    from minicnn.train import update_bn
+
+    with pytest.raises(ValueError, match="at least one input"):
+        update_bn(_bn_net(), np.zeros((0, 2, 5, 5)))
+    net = _small_net()
+    before = net.state_dict()
+    update_bn(net, np.ones((2, 2, 6, 6), dtype=np.float32))
+    assert all(np.array_equal(before[k], v) for k, v in net.state_dict().items())

@@ -72,3 +72,22 @@ def test_vgg16_has_torchvision_names_and_shapes():
         "classifier.6.weight", "classifier.6.bias"]
     assert isinstance(model["features.30"], L.MaxPool2d)
     assert model(np.zeros((1, 3, 64, 64), dtype=np.float32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("argv, want", [([], ["shapes_cnn", "shapes_gap"]), (["shapes_gap"], ["shapes_gap"])])
+def test_train_shapes_command_line_trains_the_named_models(monkeypatch, tmp_path, capsys, argv, want):
+    from minicnn.zoo import train_shapes
+
+    seen = []
+    monkeypatch.setattr(train_shapes, "train_one", lambda name, out_dir: seen.append((name, out_dir)) or (0.99, 1.0))
+    assert train_shapes.main(argv + ["--out", str(tmp_path)]) == 0
+    assert [n for n, _ in seen] == want and all(d == tmp_path for _, d in seen)
+    assert capsys.readouterr().out.count("test accuracy 0.9900") == len(want)
+
+
+def test_train_shapes_command_line_refuses_an_unknown_model(capsys):
+    from minicnn.zoo import train_shapes
+
+    with pytest.raises(SystemExit) as e:
+        train_shapes.main(["shapes_cnnn"])
+    assert e.value.code == 2 and "unknown model 'shapes_cnnn'" in capsys.readouterr().err

@@ -16,7 +16,7 @@ import time
 from .. import io
 from ..data import make_shapes
 from ..optim import Adam
-from ..train import evaluate, fit
+from ..train import evaluate, fit, update_bn
 from . import MODELS, SHAPES_CLASSES, WEIGHTS_DIR
 
 TRAIN_SEED, TEST_SEED = 1000, 2000
@@ -36,6 +36,10 @@ def train_one(name, out_dir=WEIGHTS_DIR, n_test=2000, progress=True):
     start = time.perf_counter()
     fit(model, Adam(model, lr=lr), train.images, train.labels, epochs=epochs, batch_size=64,
         seed=0, progress=progress)
+    # NOTE: the running statistics from training lag the last weights (constant lr): with them
+    # the same recipe ended between 85% and 99% depending on float rounding. Recomputing them
+    # over the training set ("precise BN") takes ~5% of the time and makes the result stable.
+    update_bn(model, train.images)
     seconds = time.perf_counter() - start
     acc = evaluate(model, test.images, test.labels)
     model.eval()
@@ -43,7 +47,8 @@ def train_one(name, out_dir=WEIGHTS_DIR, n_test=2000, progress=True):
             "class_names": list(SHAPES_CLASSES), "dtype": "float32",
             "trained": {"train_images": n_train, "epochs": epochs, "lr": lr, "optimizer": "Adam",
                         "train_seed": TRAIN_SEED, "test_seed": TEST_SEED, "test_images": n_test,
-                        "test_accuracy": acc, "train_seconds": round(seconds, 1)}}
+                        "precise_bn": "train images", "test_accuracy": acc,
+                        "train_seconds": round(seconds, 1)}}
     out_dir.mkdir(parents=True, exist_ok=True)
     io.save_arrays(out_dir / f"{name}.npz", model.state_dict(), meta)
     return acc, seconds
@@ -51,13 +56,19 @@ def train_one(name, out_dir=WEIGHTS_DIR, n_test=2000, progress=True):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    # NOTE: names are checked below, not with ``choices``: Python 3.11's argparse checks an
+    # empty nargs="*" list against the choices as one value and refuses the bare command
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"models to train, of {', '.join(RECIPES)} (default: all)")
     parser.add_argument("--out", default=str(WEIGHTS_DIR),
                         help="folder for NAME.npz (default: the package's shipped weights)")
     args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}; choose from {', '.join(RECIPES)}")
     from pathlib import Path
 
-    for name in args.names:
+    for name in args.names or list(RECIPES):
         acc, seconds = train_one(name, out_dir=Path(args.out))
         print(f"{name}: test accuracy {acc:.4f} on fresh shapes, trained in {seconds:.0f} s")
     return 0

@@ -1,0 +1,227 @@
+"""Convolution: the ``conv2d_forward`` / ``conv2d_backward`` pair and its fast paths.
+
+Re-exported by ``minicnn.functional`` (its home in the layer contract); kept in its own
+module because the fast paths need room to explain themselves:
+
+- blocked im2col: windows (``im2col.windows``, a strided view) copied block by block into a
+  cache-sized matrix, one matrix product per block, written straight into the NCHW output;
+- Winograd F(2x2, 3x3) for 3x3 stride-1 convs with many channels (``minicnn.winograd``);
+- the backward computes only what is asked for: dw from the input rebuilt into windows block by
+  block, dx as the adjoint (a flipped-kernel convolution, or col2im of w^T @ dout).
+
+The plain-loop twin is ``minicnn.naive.conv2d_forward``; tests/test_perf_paths.py checks every
+path against it on the shapes that trigger it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from . import winograd
+from .backend import get_xp
+from .im2col import (block_plan, check_geometry, col2im, cols_block, conv_padding, pad, pair, run_blocks,
+                     scratch, unpad, windows)
+
+CHUNK = 1 << 20  # floats per block of the im2col matrix (4 MB in float32): see ``im2col.chunks``
+
+
+class Conv2dCache(NamedTuple):
+    x: object  # the input itself (a reference, no copy): backward rebuilds windows from it for dw
+    w: object
+    has_bias: bool
+    stride: tuple
+    dilation: tuple
+    pads: tuple
+    groups: int
+    out_hw: tuple
+    U: object = None  # Winograd-transformed w (the memo's array, no copy) when that path ran
+
+
+def _conv_geometry(x, w, stride, padding, dilation, groups):
+    """Validate shapes and normalise the conv hyper-parameters (shared with ``naive``)."""
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d expects x (N,C,H,W) and w (F,C/groups,KH,KW); got {x.shape}, {w.shape}")
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    if groups < 1 or C % groups or F % groups:
+        raise ValueError(f"conv2d: channels in={C} and out={F} must both be divisible by groups={groups}")
+    if Cg * groups != C:
+        raise ValueError(f"conv2d: input has {C} channels but the weight expects {Cg * groups} "
+                         f"({Cg} per group x {groups} groups)")
+    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
+    pads = conv_padding(padding, (H, W), (KH, KW), stride, dilation)
+    out_hw = check_geometry(x.shape, (KH, KW), stride, dilation, pads, "conv2d")
+    return stride, dilation, pads, out_hw
+
+
+def _is_pointwise(kernel, stride, pads):
+    return tuple(kernel) == (1, 1) and stride == (1, 1) and not any(pads)
+
+
+def _matmul_into(a, b, out):
+    """out[...] = a @ b; NumPy writes the product straight into the (strided) view ``out``."""
+    xp = get_xp(a, b)
+    if xp.__name__ == "numpy":
+        xp.matmul(a, b, out=out)
+    else:  # NOTE: CuPy's matmul takes no strided out=; one device copy instead
+        out[...] = xp.matmul(a, b)
+
+
+def _conv_gemm(x, w, b, stride, dilation, pads, groups, out_hw):
+    """The general path: im2col in cache-sized blocks, one matrix product per block.
+
+    out[n, g, :, p] = w[g] (Fg, Cg*KH*KW) @ cols[n, g] (Cg*KH*KW, p)   for each block of pixels p
+
+    The product writes straight into the NCHW output (no transposes), and each worker thread
+    reuses one buffer for its blocks (``im2col.scratch``). A 1x1 stride-1 conv needs no windows
+    at all: x[n] is already its matrix.
+    """
+    xp = get_xp(x, w)
+    N, C = x.shape[:2]
+    F, Cg, KH, KW = w.shape
+    G, (OH, OW) = groups, out_hw
+    K = Cg * KH * KW
+    wmat = w.reshape(G, F // G, K)
+    out = xp.empty((N, F, OH, OW), dtype=xp.result_type(x, w))
+    if _is_pointwise((KH, KW), stride, pads):
+        _matmul_into(wmat, x.reshape(N, G, Cg, OH * OW), out.reshape(N, G, F // G, OH * OW))
+    else:
+        view = windows(pad(x, pads), (KH, KW), stride, dilation, out_hw)  # (N, C, KH, KW, OH, OW)
+
+        def block(n0, n1, r0, r1):
+            buf = scratch((n1 - n0) * (r1 - r0) * C * KH * KW * OW, x.dtype, xp)
+            cols = cols_block(view, n0, n1, r0, r1, buf, True).reshape(n1 - n0, G, K, -1)
+            # (G, Fg, K) @ (nb, G, K, P) -> (nb, G, Fg, P), written into out[n0:n1, :, r0:r1]
+            _matmul_into(wmat, cols, out[n0:n1, :, r0:r1].reshape(n1 - n0, G, F // G, -1))
+
+        run_blocks(block, block_plan(N, OH, C * KH * KW * OW, CHUNK, xp), xp)
+    if b is not None:
+        out += b.reshape(1, F, 1, 1)
+    return out
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation (PyTorch's Conv2d), as blocked im2col + matrix products.
+
+    out[n, g*Fg+f, oh, ow] = b[g*Fg+f]
+        + sum_{c<Cg, i<KH, j<KW} w[g*Fg+f, c, i, j] * x_pad[n, g*Cg+c, oh*sh + i*dh, ow*sw + j*dw]
+
+    3x3 stride-1 convolutions with 128+ input and output channels (VGG16 from conv2_2 on) take
+    the Winograd F(2x2, 3x3) path instead (``minicnn.winograd``): the same sum with 2.25x fewer
+    multiplies. The cache holds the input and the weights, no im2col copy.
+
+    Parameters
+    ----------
+    x : (N, C, H, W)
+    w : (F, C // groups, KH, KW)
+    b : (F,) or None
+    stride, dilation : int or (h, w)
+    padding : int, (ph, pw), (top, bottom, left, right), "same" (TensorFlow's) or "valid"
+    groups : int; ``groups == C`` with one filter per channel is a depthwise conv
+    Returns
+    -------
+    out : (N, F, OH, OW); cache : Conv2dCache
+
+    See Also
+    --------
+    minicnn.naive.conv2d_forward : the plain-loop twin.
+    """
+    stride, dilation, pads, out_hw = _conv_geometry(x, w, stride, padding, dilation, groups)
+    U = None
+    if winograd.use_winograd(x, w, stride, dilation, groups):
+        U = winograd.cached_weight_transform(w)
+        out = winograd.conv3x3(x, U, pads, b)
+    else:
+        out = _conv_gemm(x, w, b, stride, dilation, pads, groups, out_hw)
+    return out, Conv2dCache(x, w, b is not None, stride, dilation, pads, groups, out_hw, U)
+
+
+def _conv_dw(dout, c):
+    """dw[g] = sum over blocks of dout[g] (Fg, P) @ cols[g]^T (P, Cg*KH*KW), rebuilt block by block."""
+    xp = get_xp(dout)
+    N, F, OH, OW = dout.shape
+    _, Cg, KH, KW = c.w.shape
+    G, C, K = c.groups, c.x.shape[1], Cg * KH * KW
+    dw = xp.zeros((G, F // G, K), dtype=dout.dtype)
+    if _is_pointwise((KH, KW), c.stride, c.pads):
+        x = c.x.reshape(N, G, Cg, OH * OW)
+        d = dout.reshape(N, G, F // G, OH * OW)
+        for n in range(N):
+            dw += xp.matmul(d[n], x[n].transpose(0, 2, 1))
+        return dw.reshape(c.w.shape)
+    view = windows(pad(c.x, c.pads), (KH, KW), c.stride, c.dilation, (OH, OW))
+
+    def block(n0, n1, r0, r1):
+        buf = scratch((n1 - n0) * (r1 - r0) * C * KH * KW * OW, c.x.dtype, xp)
+        cols = cols_block(view, n0, n1, r0, r1, buf, False).reshape(G, K, -1)  # (G, K, nb*rows*OW)
+        # (nb, F, rows, OW) -> (G, Fg, nb*rows*OW): the batch joins the product's long axis
+        d = dout[n0:n1, :, r0:r1].transpose(1, 0, 2, 3).reshape(G, F // G, -1)
+        return xp.matmul(d, cols.transpose(0, 2, 1))  # this block's share of dw
+
+    for part in run_blocks(block, block_plan(N, OH, C * KH * KW * OW, CHUNK, xp), xp):
+        dw += part
+    return dw.reshape(c.w.shape)
+
+
+def _conv_dx(dout, c):
+    """dx = the adjoint of the forward's window product.
+
+    Stride 1: the adjoint is itself a convolution, of dout padded by d*(K-1) - p with the kernel
+    flipped in both spatial axes and transposed in (in, out) -- so it takes the forward's fast
+    paths (Winograd for 3x3). Otherwise: dcols = w^T @ dout per block, scattered by col2im.
+
+    NOTE: the flipped conv copies F*KH*KW values per pixel (the windows of dout), col2im adds
+    C*KH*KW; so with fewer input than output channels (VGG16's conv1_1: C=3, F=64) col2im is the
+    cheaper one -- there the flipped conv's window copy is 115 MB.
+    """
+    xp = get_xp(dout)
+    N, F, OH, OW = dout.shape
+    _, Cg, KH, KW = c.w.shape
+    G, (dh, dw_), (t, bo, l, r) = c.groups, c.dilation, c.pads
+    N, C, H, W = c.x.shape
+    tpads = (dh * (KH - 1) - t, dh * (KH - 1) - bo, dw_ * (KW - 1) - l, dw_ * (KW - 1) - r)
+    if c.stride == (1, 1) and min(tpads) >= 0 and (c.U is not None or C >= F):
+        if c.U is not None:  # the forward's Winograd weights serve the flipped kernel too
+            return winograd.conv3x3(dout, c.U, tpads, transpose=True)
+        # (F, Cg, KH, KW) -> (G*Cg, Fg, KH, KW), flipped: out-channel g*Cg+c reads group g's dout
+        wt = c.w.reshape(G, F // G, Cg, KH, KW).transpose(0, 2, 1, 3, 4).reshape(C, F // G, KH, KW)
+        return _conv_gemm(dout, wt[:, :, ::-1, ::-1], None, (1, 1), c.dilation, tpads, G, (H, W))
+    wmat_t = c.w.reshape(G, F // G, Cg * KH * KW).transpose(0, 2, 1)  # (G, K, Fg)
+    dxp = xp.zeros((N, C, H + t + bo, W + l + r), dtype=dout.dtype)
+    sh = c.stride[0]
+
+    def block(n0, n1, r0, r1):
+        d = dout[n0:n1, :, r0:r1].reshape(n1 - n0, G, F // G, -1)
+        dcols = xp.matmul(wmat_t, d).reshape(n1 - n0, C, KH, KW, r1 - r0, OW)
+        # scatter this block's windows onto the padded rows it covers (starting at r0*sh)
+        col2im(dcols, None, c.stride, c.dilation, out=dxp[n0:n1, :, r0 * sh:])
+
+    blocks = block_plan(N, OH, C * KH * KW * OW, CHUNK, xp)
+    if all((r0, r1) == (0, OH) for _, _, r0, r1 in blocks):
+        run_blocks(block, blocks, xp)  # whole images: the blocks write disjoint parts of dx
+    else:
+        for blk in blocks:  # NOTE: row blocks of one image overlap at their edges in dx: in turn
+            block(*blk)
+    return xp.ascontiguousarray(unpad(dxp, c.pads)) if any(c.pads) else dxp
+
+
+def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
+    """Gradients of ``conv2d_forward``.
+
+    dw[f, c, i, j] = sum_{n, oh, ow} dout[n, f, oh, ow] * x_pad[n, c', oh*sh + i*dh, ow*sw + j*dw]
+    dx = col2im(w^T @ dout)        db[f] = sum_{n, oh, ow} dout[n, f, oh, ow]
+
+    Parameters
+    ----------
+    dout : (N, F, OH, OW)
+    cache : Conv2dCache from the forward
+    need_dx, need_dw : skip the input-gradient / weight-gradient product when not wanted
+        (Grad-CAM needs neither below its layer; pixel-space maps need no dw).
+    Returns
+    -------
+    dx : (N, C, H, W) or None; dw : like w, or None; db : (F,) or None
+    """
+    db = dout.sum(axis=(0, 2, 3)) if (need_dw and cache.has_bias) else None
+    dw = _conv_dw(dout, cache) if need_dw else None
+    dx = _conv_dx(dout, cache) if need_dx else None
+    return dx, dw, db

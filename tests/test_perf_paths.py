@@ -1,0 +1,254 @@
+"""Every fast path of the kernels agrees with its plain-loop twin, on the shapes that trigger it.
+
+The fast paths (see ``minicnn.functional`` and ``minicnn.winograd``):
+- Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped convs with >= 16 channels, forward and the
+  input gradient (the same transform with a flipped kernel), with its weight-transform memo;
+- blocked im2col (split into row blocks of one image, or groups of whole images);
+- the 1x1 stride-1 matrix product; the stride-1 input gradient as a flipped-kernel conv;
+- max-pool as a running maximum over taps, with the disjoint-window (kernel == stride) backward;
+- ``Sequential.forward(grad_from=...)``: cache-free layers below the layer backward stops at.
+
+Tolerances. Exact reorderings of the same sum are checked at TWIN_TOL = 1e-10 in float64, as in
+test_naive_vs_fast. Winograd adds and subtracts input and weight values before multiplying, so
+its rounding differs from the direct sum by a few ulps of the largest intermediate (a tile sum
+of up to 4 inputs x 4 weights): in float64 that is ~1e-14 relative; we allow WINO_TOL = 1e-9
+(relative to the output's scale), far below any real error (a wrong tap is O(1)). In float32
+the same bound is ~1e-6; we check WINO_F32_TOL = 1e-5 against the float64 naive result.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minicnn import functional as Fn
+from minicnn import layers as L
+from minicnn import conv, im2col, naive, winograd
+from minicnn.backend import to_numpy
+from minicnn.model import Residual, Sequential
+
+TWIN_TOL = 1e-10
+WINO_TOL = 1e-9
+WINO_F32_TOL = 1e-5
+seeds = st.integers(0, 2**31 - 1)
+
+
+def close(a, b, tol=TWIN_TOL):
+    a, b = to_numpy(a), to_numpy(b)
+    scale = max(1.0, float(np.abs(b).max()))
+    np.testing.assert_allclose(a, b, rtol=0, atol=tol * scale)
+
+
+def conv_twins(x, w, b, tol, **kw):
+    """Forward and full backward of functional vs naive; returns functional's cache."""
+    out_f, cache_f = Fn.conv2d_forward(x, w, b, **kw)
+    out_n, cache_n = naive.conv2d_forward(to_numpy(x), to_numpy(w), None if b is None else to_numpy(b), **kw)
+    close(out_f, out_n, tol)
+    dout = np.random.default_rng(1).standard_normal(out_n.shape)
+    got = Fn.conv2d_backward(dout, cache_f)
+    for g, want in zip(got, naive.conv2d_backward(dout, cache_n)):
+        assert (g is None) == (want is None)
+        if want is not None:
+            close(g, want, tol)
+    return cache_f
+
+
+# --------------------------------------------------------------------------- Winograd
+@given(seeds, st.integers(1, 3), st.integers(16, 20), st.integers(16, 19), st.integers(1, 9),
+       st.integers(1, 9), st.sampled_from([1, 0, 2, (0, 1, 2, 1), "same"]), st.booleans())
+def test_winograd_conv_agrees_with_naive(seed, N, C, F, H, W, padding, with_bias):
+    """Odd and even sizes, all paddings (incl. asymmetric and TF 'same'), bias on/off."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(winograd, "MIN_CHANNELS", 16)  # small test shapes take the Winograd path
+        _winograd_case(seed, N, C, F, H, W, padding, with_bias)
+
+
+def _winograd_case(seed, N, C, F, H, W, padding, with_bias):
+    pads = Fn.conv_padding(padding, (H, W), (3, 3))
+    if H + pads[0] + pads[1] < 3 or W + pads[2] + pads[3] < 3:
+        H, W = H + 3, W + 3
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((F, C, 3, 3))
+    b = rng.standard_normal(F) if with_bias else None
+    assert winograd.use_winograd(x, w, (1, 1), (1, 1), 1)
+    conv_twins(x, w, b, WINO_TOL, padding=padding)
+
+
+@pytest.fixture
+def small_winograd(monkeypatch):
+    """Let the small test shapes take the Winograd path (the default needs 128+ channels)."""
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 16)
+
+
+def test_winograd_threshold_is_what_dispatch_uses():
+    w = np.zeros((winograd.MIN_CHANNELS, winograd.MIN_CHANNELS, 3, 3))
+    x = np.zeros((1, winograd.MIN_CHANNELS, 4, 4))
+    assert winograd.use_winograd(x, w, (1, 1), (1, 1), 1)
+    assert not winograd.use_winograd(x[:, :-1], w[:-1, :-1], (1, 1), (1, 1), 1)
+    assert not winograd.use_winograd(x, w, (2, 2), (1, 1), 1)
+    _, cache = Fn.conv2d_forward(x, w, padding=1)
+    assert cache.U is not None
+
+
+@pytest.mark.usefixtures("small_winograd")
+def test_winograd_float32_error_is_small():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 64, 28, 28)), rng.standard_normal((64, 64, 3, 3)) * 0.05
+    out32, _ = Fn.conv2d_forward(x.astype("float32"), w.astype("float32"), padding=1)
+    out64, _ = naive.conv2d_forward(x, w, padding=1)
+    assert out32.dtype == np.float32
+    close(out32, out64, WINO_F32_TOL)
+
+
+@pytest.mark.usefixtures("small_winograd")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("chunk", [16 * 16 * 5 * 3, 16 * 16 * 5 * 4 * 7, 1 << 20])
+def test_winograd_chunks_agree(monkeypatch, chunk, threads):
+    """Row blocks of one image (small chunk), groups of images, one block; blocks run one after
+    another or on a thread pool (``im2col.run_blocks``): same result."""
+    monkeypatch.setattr(winograd, "CHUNK", chunk)
+    monkeypatch.setattr(im2col, "THREADS", threads)
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((5, 16, 13, 8)), rng.standard_normal((16, 16, 3, 3)), rng.standard_normal(16)
+    conv_twins(x, w, b, WINO_TOL, padding=1)
+
+
+@pytest.mark.usefixtures("small_winograd")
+def test_winograd_memo_sees_in_place_updates():
+    """Optimisers update weights in place; the transformed weights must follow."""
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((1, 16, 6, 6)), rng.standard_normal((16, 16, 3, 3))
+    Fn.conv2d_forward(x, w, padding=1)
+    w -= 0.5 * rng.standard_normal(w.shape)  # in place, as optim.SGD does
+    close(Fn.conv2d_forward(x, w, padding=1)[0], naive.conv2d_forward(x, w, padding=1)[0], WINO_TOL)
+    w[3, 2, 1, 1] = 7.0  # a single-entry edit, as a lesson might make
+    close(Fn.conv2d_forward(x, w, padding=1)[0], naive.conv2d_forward(x, w, padding=1)[0], WINO_TOL)
+
+
+# --------------------------------------------------------------------------- blocked im2col and friends
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("chunk", [50, 600, 1 << 20])
+@pytest.mark.parametrize("geom", [
+    dict(C=3, F=8, k=3, stride=1, padding=1, dilation=1, groups=1),     # VGG's conv1_1 (C < 16)
+    dict(C=4, F=6, k=3, stride=2, padding=1, dilation=1, groups=2),     # strided, grouped
+    dict(C=6, F=6, k=3, stride=1, padding=2, dilation=2, groups=6),     # depthwise, dilated
+    dict(C=4, F=5, k=5, stride=1, padding="same", dilation=1, groups=1),
+    dict(C=8, F=4, k=1, stride=1, padding=0, dilation=1, groups=2),     # 1x1: one product
+    dict(C=8, F=4, k=1, stride=2, padding=0, dilation=1, groups=1),     # 1x1 strided: windows
+    dict(C=2, F=3, k=1, stride=1, padding=2, dilation=1, groups=1),     # pad > d*(K-1): col2im dx
+    dict(C=16, F=16, k=3, stride=1, padding=1, dilation=2, groups=1),   # dilated 3x3: not Winograd
+])
+def test_blocked_im2col_paths_agree(monkeypatch, chunk, geom, threads):
+    """Chunk sizes that split one image into row blocks, group several images, or take all."""
+    monkeypatch.setattr(conv, "CHUNK", chunk)
+    monkeypatch.setattr(im2col, "THREADS", threads)
+    g = dict(geom)
+    C, F, k = g.pop("C"), g.pop("F"), g.pop("k")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, C, 9, 7))
+    w = rng.standard_normal((F, C // g["groups"], k, k))
+    cache = conv_twins(x, w, rng.standard_normal(F), TWIN_TOL, **g)
+    assert cache.x is x  # the cache holds the input itself: no im2col copy, no padded copy
+
+
+@pytest.mark.usefixtures("small_winograd")
+def test_conv_backward_skips_what_is_not_needed():
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 16, 6, 6)), rng.standard_normal((16, 16, 3, 3))
+    out, cache = Fn.conv2d_forward(x, w, np.zeros(16), padding=1)
+    dx, dw, db = Fn.conv2d_backward(out, cache, need_dx=True, need_dw=False)
+    assert dw is None and db is None and dx.shape == x.shape
+    dx, dw, db = Fn.conv2d_backward(out, cache, need_dx=False, need_dw=True)
+    assert dx is None and dw.shape == w.shape and db.shape == (16,)
+
+
+@pytest.mark.usefixtures("small_winograd")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fast_paths_keep_dtype(dtype):
+    rng = np.random.default_rng(7)
+    for C, k, s in [(16, 3, 1), (3, 3, 1), (8, 1, 1), (4, 3, 2)]:
+        x = rng.standard_normal((2, C, 8, 8)).astype(dtype)
+        w = rng.standard_normal((16, C, k, k)).astype(dtype)
+        out, cache = Fn.conv2d_forward(x, w, np.zeros(16, dtype), stride=s, padding=k // 2)
+        assert out.dtype == dtype
+        assert all(g.dtype == dtype for g in Fn.conv2d_backward(out, cache))
+
+
+# --------------------------------------------------------------------------- max-pool
+@given(seeds, st.sampled_from([(2, 2, 0), (3, 3, 0), (2, 1, 0), (3, 2, 1), (2, 2, 1)]), st.booleans())
+def test_maxpool_taps_agree_with_naive_on_ties(seed, geom, ties):
+    """Disjoint windows (kernel == stride, the VGG case) and overlapping ones; post-ReLU ties."""
+    k, s, p = geom
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 3, 8, 7))
+    if ties:
+        x = np.maximum(x, 0) * (rng.random(x.shape) < 0.3)
+    out_f, cf = Fn.maxpool2d_forward(x, k, s, p)
+    out_n, cn = naive.maxpool2d_forward(x, k, s, p)
+    close(out_f, out_n)
+    close(Fn.maxpool2d_infer(x, k, s, p), out_n)
+    dout = rng.standard_normal(out_f.shape)
+    close(Fn.maxpool2d_backward(dout, cf), naive.maxpool2d_backward(dout, cn))
+
+
+def test_maxpool_sends_each_window_gradient_to_one_pixel():
+    x = np.zeros((1, 1, 4, 4))  # every window ties: the first pixel of each gets it all
+    out, cache = Fn.maxpool2d_forward(x, 2)
+    dx = Fn.maxpool2d_backward(np.ones_like(out), cache)
+    assert dx.sum() == 4 and (dx[0, 0, ::2, ::2] == 1).all()
+
+
+# --------------------------------------------------------------------------- cache-free forward
+def _net(rng):
+    return Sequential([
+        ("conv1", L.Conv2d(3, 16, 3, padding=1, rng=rng, dtype="float64")), ("relu1", L.ReLU()),
+        ("pool1", L.MaxPool2d(2)),
+        ("conv2", L.Conv2d(16, 16, 3, padding=1, rng=rng, dtype="float64")), ("relu2", L.ReLU()),
+        ("block", Residual([("conv", L.Conv2d(16, 16, 3, padding=1, rng=rng, dtype="float64")),
+                            ("act", L.ReLU6())])),
+        ("gap", L.GlobalAvgPool2d()), ("fc", L.Linear(16, 4, rng=rng, dtype="float64")),
+    ])
+
+
+@pytest.mark.usefixtures("small_winograd")
+@pytest.mark.parametrize("layer", ["relu1", "relu2", "block.conv", "block"])
+def test_grad_from_skips_caches_below_and_changes_nothing(layer):
+    rng = np.random.default_rng(8)
+    model = _net(rng)
+    x, dy = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((2, 4))
+    y_ref = model.forward(x, keep=layer)
+    dA_ref = model.backward(dy, stop_at=layer, param_grads=False)
+    y = model.forward(x, keep=layer, grad_from=layer)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(model.backward(dy, stop_at=layer, param_grads=False), dA_ref)
+    order = [n for n, lay in model.named_layers() if not isinstance(lay, Sequential)]
+    below = order[:order.index(layer) + 1] if layer in order else order[:order.index("block.act") + 1]
+    for name in order:
+        assert (model[name].cache is None) == (name in below), name
+    with pytest.raises(RuntimeError, match="call forward first"):
+        model.backward(dy)  # past grad_from there is nothing to differentiate with
+
+
+def test_grad_from_unknown_layer_is_a_key_error():
+    model = _net(np.random.default_rng(9))
+    with pytest.raises(KeyError, match="conv1"):
+        model.forward(np.zeros((1, 3, 8, 8)), grad_from="nope")
+
+
+# --------------------------------------------------------------------------- backends
+@pytest.mark.usefixtures("small_winograd")
+def test_fast_paths_on_backend(xp):
+    """The Winograd, im2col and max-pool paths on NumPy and (where present) CuPy."""
+    rng = np.random.default_rng(10)
+    x, w, b = rng.standard_normal((2, 16, 10, 9)), rng.standard_normal((16, 16, 3, 3)), rng.standard_normal(16)
+    for kw in (dict(padding=1), dict(stride=2, padding=1)):
+        out, cache = Fn.conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), **kw)
+        out_n, cache_n = naive.conv2d_forward(x, w, b, **kw)
+        close(out, out_n, WINO_TOL)
+        dout = rng.standard_normal(out_n.shape)
+        for g, want in zip(Fn.conv2d_backward(xp.asarray(dout), cache), naive.conv2d_backward(dout, cache_n)):
+            close(g, want, WINO_TOL)
+    out, cache = Fn.maxpool2d_forward(xp.asarray(x), 2)
+    out_n, cache_n = naive.maxpool2d_forward(x, 2)
+    close(out, out_n)
+    close(Fn.maxpool2d_backward(xp.asarray(out_n), cache), naive.maxpool2d_backward(out_n, cache_n))
