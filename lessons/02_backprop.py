@@ -194,10 +194,10 @@ C.check("worst relative error in the network", max(worst, e), about=1e-8, below=
 # when the window ties.
 #
 # `02_backprop_chain.png`: the trained demo model `zoo.shapes_gap` (lesson 03 trains one like
-# it) on one image. Top row: the forward activation (the most active channel) at each layer.
-# Bottom row: the size of the loss gradient there, summed over channels, from
-# `backward(dscores, stop_at=layer)`: the gradient at each layer's output. Top row: the
-# channel that responds most to the object (its mean on the object minus off it).
+# it) on one image. Top row: the forward activation at each layer, in the channel that
+# responds most to the object (its mean on the object minus off it). Bottom row: the size
+# of the loss gradient there, summed over channels, from `backward(dscores, stop_at=layer)`:
+# the gradient at each layer's output.
 
 # %%
 grid = np.arange(36, dtype=float).reshape(6, 6) % 7
@@ -263,8 +263,8 @@ C.save(fig, "02_backprop_chain.png")
 # **What you should see.** In `02_maxpool_routing.png` every 2 x 2 window sends its 1 to
 # exactly one cell; the all-zero window (centre) and the all-5 window (top right) send it to
 # their top-left cell. In `02_backprop_chain.png` the activations get coarser from 64 x 64
-# to 16 x 16 while the gradient at the input concentrates on the triangle's outline and the
-# deeper gradients on the region around it; max-pooling makes the gradient at `relu1` and
+# to 16 x 16 while the gradient at the input concentrates on and around the triangle, and
+# the deeper gradients on a blob around it; max-pooling makes the gradient at `relu1` and
 # `relu2` sparse (at most one cell in four). The selected channels go from an edge detector
 # (`relu1`, one slanted edge of the triangle) to blobs that cover the whole object (`relu4`).
 # The gradient at `relu4` is one flat colour: constant over positions, as the print says.

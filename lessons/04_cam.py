@@ -139,8 +139,8 @@ C.save(fig, "04_cam_scenes.png")
 
 # %% [markdown]
 # **What you should see.** In the decomposition (a scene with a small orange cross and a
-# green square, class 'cross'), the six strongest channels all respond to the cross, some
-# faintly to the square's outline too; in the weighted sum over all 64 channels the square's
+# green square, class 'cross'), the six strongest channels all respond to the cross, and
+# faintly to the square too; in the weighted sum over all 64 channels the square's
 # part comes out slightly negative (pale blue) and the cross strongly positive. In the
 # scenes, each CAM column lights up its own object in three of the four scenes; in the
 # first, CAM for 'square' spreads from the square onto the cross as well (the model is less

@@ -102,7 +102,7 @@ dy = one_hot([int(c[0])], head(A4[:, :K_check].copy()))  # the seed e_c
 num = numerical_vjp(head, A4[:, :K_check].copy(), dy)
 C.check(f"dy^c/dA at bn4, {K_check} channels, relative error", rel_error(dA4[:, :K_check], num),
         about=1e-9, below=1e-6)
-# prints (full mode): dy^c/dA at bn4, 16 channels, relative error 5.5e-09
+# prints (full mode): dy^c/dA at bn4, 16 channels, relative error 7.0e-09
 
 # %% [markdown]
 # ## 4. Any layer
@@ -225,10 +225,11 @@ print(f"float32: max |CAM - Grad-CAM| = {np.abs(r32.heatmap - c32.heatmap).max()
 
 # %% [markdown]
 # **What you should see.** In the steps figure (the cross-and-square scene, class 'cross'),
-# the sorted alphas fall smoothly from +0.0027 to -0.0025, half of them (32 of 64) positive;
-# the three channels with the largest alpha all peak on the cross; the signed map is
-# strongly red on the cross and only faintly blue elsewhere, and the ReLU keeps the red: a
-# 16 x 16 blob on the cross. In `05_layers.png`, `relu2` maps are finer but pick up edges of
+# the sorted alphas run from +0.0026 down to about -0.002: a handful of large positive ones,
+# a long stretch near 0, then a steeper negative tail; 27 of 64 are positive. The three
+# channels with the largest alpha all peak on the cross; the signed map is strongly red on
+# the cross and only faintly blue elsewhere, and the ReLU keeps the red: a blob on the cross
+# in the 16 x 16 map. In `05_layers.png`, `relu2` maps are finer but pick up edges of
 # both objects and the background; `relu3` and `relu4` sit on the explained object. In
 # `05_cam_vs_gradcam.png` the CAM and Grad-CAM columns are the same picture and the
 # difference column is black.

@@ -128,10 +128,10 @@ C.expect("guided backprop is far less class-discriminative than Grad-CAM",
 # colour contrast wherever they are, so the pixels that matter to any class (the edges of
 # both objects) dominate every map. The vanilla gradient is the most class-blind here
 # (+0.80): it is high wherever a small change of the pixel changes y^c, which is around
-# every object. Guided backprop and deconvnet are sharper but still correlate at +0.6 to
-# +0.7. Grad-CAM weights whole channels of the last conv layer by their effect on y^c, and
+# every object. Guided backprop and deconvnet are sharper but still correlate at about +0.55
+# to +0.7. Grad-CAM weights whole channels of the last conv layer by their effect on y^c, and
 # those channels are class-specific: its two maps are uncorrelated. (README's evaluation
-# table, 200 scenes: guided backprop +0.59 to +0.72, Grad-CAM -0.13 to +0.13.)
+# table, 200 scenes: guided backprop +0.63 to +0.73, Grad-CAM -0.15 to +0.12.)
 #
 # ## 4. Guided Grad-CAM
 #
@@ -185,12 +185,14 @@ C.save(viz.figure1(panels["image"], panels["rows"], title="Figure 1 layout, zoo.
 # **What you should see.** The scene has an orange cross and a green circle. In
 # `06_pixel_maps.png` the gradient is speckled colour noise over both objects, almost the
 # same for both classes. Deconvnet and guided backprop are sparser: for 'circle' they draw
-# a crisp ring on the circle's outline plus scattered specks near the cross; for 'cross'
-# a dense patch on the cross plus a fainter ring on the circle: both objects, in both rows.
-# Grad-CAM is one blob on the explained object, and Guided Grad-CAM keeps only the detail
-# under that blob: the ring for 'circle', the patch for 'cross'. `06_figure1.png` shows the
-# same in the paper's layout, with the softmax probabilities (the model gives 'cross' 0.96
-# and 'circle' 0.00 here, yet Grad-CAM for 'circle' still finds the circle) and the
-# counterfactual maps, which point at the OTHER object.
+# a crisp ring on the circle's outline plus scattered specks near the cross and lower left;
+# for 'cross' a dense patch on the cross plus a fainter ring on the circle: both objects, in
+# both rows. Grad-CAM is a blob on the explained object: for 'cross' a clean one; for
+# 'circle' one that peaks on the circle's upper-right edge, with faint patches elsewhere.
+# Guided Grad-CAM keeps only the detail under that blob: the ring for 'circle', the patch
+# for 'cross'. `06_figure1.png` shows the same in the paper's layout, with the softmax
+# probabilities (the model gives 'cross' 0.92 and 'circle' 0.00 here, yet Grad-CAM for
+# 'circle' still finds the circle) and the counterfactual maps, which point at the OTHER
+# object (for 'cross', at the circle's edges, with faint patches elsewhere).
 #
 # **Next:** lesson 07 flips the sign of the gradient: counterfactual explanations.

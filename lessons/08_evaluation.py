@@ -197,14 +197,15 @@ C.save(fig, "08_metrics.png")
 # %% [markdown]
 # **What you should see.** In `08_localisation.png` the Grad-CAM peak (white cross) is on
 # every object, sometimes at its edge (the square's map is a ring along its border). Its
-# 15% region is a blob somewhat larger than the object: a hit in rows 1 and 4 (IoU 0.64
-# and 0.52). In rows 2 and 3 a faint patch of background activation on the left is
-# *larger* than the object's blob, so the protocol boxes the background: IoU 0.00 although
-# the peak is right. Guided backprop's region hugs the outline and its boxes hit in all
-# four rows (IoU 0.63-0.83). In `08_metrics.png` Grad-CAM, guided backprop and Guided
-# Grad-CAM are far above both baselines at the exact pointing game and all reach 100%
-# within tolerance; the counterfactual is near zero on pointing and target share, as it
-# should be: it points at the other object.
+# 15% region is a blob somewhat larger than the object: a hit in rows 1 and 4 (IoU 0.58
+# and 0.56). In rows 2 and 3 faint background activation on the left spoils the box
+# although the peak is right: in row 2 it joins the object's blob into one large region
+# (IoU 0.17), in row 3 it forms a patch *larger* than the object's blob, so the protocol
+# boxes the background (IoU 0.00). Guided backprop's region hugs the outline and its boxes
+# hit in all four rows (IoU 0.57-0.71). In `08_metrics.png` Grad-CAM, guided backprop and
+# Guided Grad-CAM are well above both baselines at the exact pointing game and all reach
+# 100% within tolerance; the counterfactual is low on pointing (below the centre baseline)
+# and near zero on target share, as it should be: it points at the other object.
 #
 # **Next:** lesson 09 runs Grad-CAM on a real photo with an ImageNet model; lesson 10
 # cross-checks a PyTorch Grad-CAM against this reference.

@@ -68,7 +68,7 @@ c = scenes.labels[:, 0]
 xt = torch.from_numpy(x)
 C.check("logits, torch vs minicnn, relative error", rel_error(net(xt).detach().numpy(), ours(x)),
         about=1e-16, below=1e-12)
-# prints: 1.9e-16
+# prints: 1.6e-16
 
 # %% [markdown]
 # ## 2. Grad-CAM in PyTorch, with a hook
@@ -116,7 +116,7 @@ for name, a, b in (("A", tA, r.activations), ("dy^c/dA", tdA, r.gradients),
     print(f"  {name:8s} relative error {rel_error(a, b):.1e}")
 C.check("worst, torch vs minicnn", max(rel_error(tA, r.activations), rel_error(tdA, r.gradients),
                                        rel_error(theat, r.heatmap)), about=1e-16, below=1e-12)
-# prints: A 4.8e-16, dy^c/dA 0.0e+00, alpha 0.0e+00, coarse 1.4e-16, heatmap 2.8e-16
+# prints: A 3.0e-16, dy^c/dA 0.0e+00, alpha 0.0e+00, coarse 3.0e-16, heatmap 3.9e-16
 # (dy^c/dA is exactly equal: both sides route the same float64 numbers through the same
 # max-pool choices and one dense layer)
 
@@ -255,13 +255,13 @@ C.save(fig, "10_conventions.png")
 
 # %% [markdown]
 # **What you should see.** In `10_torch_vs_minicnn.png` the minicnn and PyTorch columns are
-# the same picture and the difference is black (max 3.3e-16 to 5.6e-16). The last column,
+# the same picture and the difference is black (max 3.3e-16 to 7.8e-16). The last column,
 # the same PyTorch code in train mode, looks similar at a glance: the same blobs, with
-# changed shapes and a different tint over the background (up to 0.14 apart); similar
+# changed shapes and a different tint over the background (up to 0.16 apart); similar
 # enough to go unnoticed, which is what makes the mistake dangerous. In
 # `10_conventions.png` the presets share one blob on the cross but differ in resolution
 # (`minicnn-coarse` and `keras-tutorial`: the 16 x 16 map itself), blockiness (nearest
-# upsampling in `captum` and `captum-relu`), sign (the signed `captum` map, range -0.020 to
-# 0.245, pale blue where features lower the score) and scale (`grad-cam-lua` peaks at 59.3
-# against the coarse map's 0.245: summed gradients, Z = 256 times ours, and corner-aligned
+# upsampling in `captum` and `captum-relu`), sign (the signed `captum` map, range -0.023 to
+# 0.282, pale blue where features lower the score) and scale (`grad-cam-lua` peaks at 67.4
+# against the coarse map's 0.282: summed gradients, Z = 256 times ours, and corner-aligned
 # upsampling moves the peak a little).
