@@ -218,6 +218,21 @@ class BatchNormCache(NamedTuple):
     var: object  # biased batch variance (train) or running variance (eval), (C,)
 
 
+def _channel_sum(a):
+    """sum over (N, H, W) per channel: (N, C, H, W) -> (C,), each image's contiguous H*W first."""
+    return a.reshape(a.shape[0], a.shape[1], -1).sum(axis=2).sum(axis=0)
+
+
+def _channel_dot(a, b):
+    """sum over (N, H, W) of a * b per channel, in one pass with no (N, C, H, W) temporary."""
+    N, C = a.shape[:2]
+    return get_xp(a).einsum("ncp,ncp->c", a.reshape(N, C, -1), b.reshape(N, C, -1))
+
+
+def _per_channel(v):
+    return v.reshape(1, -1, 1, 1)
+
+
 def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, eps=1e-5):
     """Batch normalisation over (N, H, W) per channel (Ioffe & Szegedy, arXiv:1502.03167v3).
 
@@ -226,18 +241,26 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, eps
 
     The caller updates the running statistics from ``cache.mean``/``cache.var``
     (the batch statistics), so this function never mutates its inputs.
+
+    NOTE: on a 64 x 16 x 64 x 64 batch every full pass over the array costs about a
+    millisecond, so the steps run in place on two new arrays (xhat and out) and the
+    per-channel sums use ``_channel_sum`` / ``_channel_dot`` (no squared temporary).
     """
     if x.ndim != 4 or x.shape[1] != gamma.shape[0]:
         raise ValueError(f"batch norm expects (N, {gamma.shape[0]}, H, W), got shape {x.shape}")
     xp = get_xp(x)
+    M = x.shape[0] * x.shape[2] * x.shape[3]
     if training:
-        mean = x.mean(axis=(0, 2, 3))
-        var = x.var(axis=(0, 2, 3))
+        mean = (_channel_sum(x) / M).astype(x.dtype, copy=False)
+        xhat = x - _per_channel(mean)  # x - mu for now; scaled to xhat in place below
+        var = (_channel_dot(xhat, xhat) / M).astype(x.dtype, copy=False)
     else:
         mean, var = running_mean, running_var
+        xhat = x - _per_channel(mean)
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-    xhat = (x - mean.reshape(1, -1, 1, 1)) * inv_std.reshape(1, -1, 1, 1)
-    out = xhat * gamma.reshape(1, -1, 1, 1) + beta.reshape(1, -1, 1, 1)
+    out = xhat * _per_channel(gamma * inv_std)  # gamma * (x - mu) * inv_std
+    out += _per_channel(beta)
+    xhat *= _per_channel(inv_std)
     return out, BatchNormCache(xhat, inv_std, gamma, training, mean, var)
 
 
@@ -246,20 +269,24 @@ def batchnorm2d_backward(dout, cache, need_dx=True, need_dw=True):
 
     dgamma = sum dout * xhat;  dbeta = sum dout  (over N, H, W)
     eval:  dx = dout * gamma * inv_std
-    train: dx = inv_std / M * (M * g - sum(g) - xhat * sum(g * xhat)),  g = dout * gamma, M = N*H*W
+    train: dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M),  M = N*H*W
+
+    (The train rule is the usual inv_std / M * (M g - sum g - xhat sum(g xhat)) with g = dout *
+    gamma: gamma is per channel, so sum g = gamma dbeta and sum g xhat = gamma dgamma.)
     """
-    axes = (0, 2, 3)
-    dgamma = (dout * cache.xhat).sum(axis=axes) if need_dw else None
-    dbeta = dout.sum(axis=axes) if need_dw else None
+    c = cache
+    scale = _per_channel(c.gamma * c.inv_std)
+    if not c.training:
+        dx = dout * scale if need_dx else None
+        if not need_dw:
+            return dx, None, None
+        return dx, _channel_dot(dout, c.xhat), _channel_sum(dout)
+    dgamma, dbeta = _channel_dot(dout, c.xhat), _channel_sum(dout)
     dx = None
     if need_dx:
-        g = dout * cache.gamma.reshape(1, -1, 1, 1)
-        inv = cache.inv_std.reshape(1, -1, 1, 1)
-        if cache.training:
-            M = dout.shape[0] * dout.shape[2] * dout.shape[3]
-            gsum = g.sum(axis=axes, keepdims=True)
-            gxsum = (g * cache.xhat).sum(axis=axes, keepdims=True)
-            dx = (inv / M) * (M * g - gsum - cache.xhat * gxsum)
-        else:
-            dx = g * inv
-    return dx, dgamma, dbeta
+        M = dout.shape[0] * dout.shape[2] * dout.shape[3]
+        dx = c.xhat * _per_channel(-dgamma / M)
+        dx += dout
+        dx -= _per_channel(dbeta / M)
+        dx *= scale
+    return dx, (dgamma if need_dw else None), (dbeta if need_dw else None)

@@ -229,21 +229,36 @@ def test_float32_training_gradients_match_float64_on_shapes_cnn():
     """A whole training step of shapes_cnn (batch 64 of real shapes, train mode) in float32 and in
     float64: every parameter gradient agrees to float32 precision.
 
-    A faster batch norm (which kept a reference to its input instead of its own normalised copy)
-    once made every gradient below bn2 wrong by 7e-4 relative in float32 only; trained models then
-    reached 98% in train mode but 80% in eval mode. Gradient checks run in float64 missed it.
+    A float32-only slip (say a cached array later overwritten in place, or a lossy float32
+    reduction) would pass every float64 gradient check and show up only here.
+
+    Max-pool routes each window's gradient to its maximum, so a near-tie (1.9784156 vs 1.9784158
+    in one of this batch's windows) can pick a different position in float32 than in float64:
+    a legitimate difference of up to 8% in that window's gradient, and 7.6e-4 in conv1.weight.
+    The float64 pass therefore reuses the float32 pass's choice of maxima, leaving round-off only.
     """
+    from minicnn import layers as L
     from minicnn import zoo
     from minicnn.data import make_shapes
     from minicnn.losses import softmax_cross_entropy
 
     data = make_shapes(64, seed=1)
-    grads = []
+    models, dscores = [], []
     for dtype in ("float32", "float64"):
         model = zoo.shapes_cnn(seed=0).astype(dtype).train()
         model["drop"].p = 0.0
-        _, dscores = softmax_cross_entropy(model(data.images.astype(dtype)), data.labels)
-        model.backward(dscores, input_grad=False)
+        dscores.append(softmax_cross_entropy(model(data.images.astype(dtype)), data.labels)[1])
+        models.append(model)
+    m32, m64 = models
+    flips = 0
+    for name, lay in m64.named_layers():
+        if isinstance(lay, L.MaxPool2d):
+            flips += int((lay.cache.argmax != m32[name].cache.argmax).sum())
+            lay.cache = lay.cache._replace(argmax=m32[name].cache.argmax)
+    assert flips <= 2  # near-ties are rare: the routing fix-up must not hide a real difference
+    grads = []
+    for model, ds in zip(models, dscores):
+        model.backward(ds, input_grad=False)
         grads.append(model.grad_dict())
     for key, g64 in grads[1].items():
         assert rel_error(grads[0][key], g64) < 1e-5, key
