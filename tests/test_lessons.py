@@ -189,14 +189,15 @@ def test_lessons_grader_usage_errors():
     assert r.returncode == 2 and "unknown assignment" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_lessons_jupytext_round_trip():
+@pytest.mark.parametrize("name", [p.name for p in sorted(LESSONS.glob("[01][0-9]_*.py"))])
+def test_lessons_jupytext_round_trip(name):
     jupytext = pytest.importorskip("jupytext")
-    path = LESSONS / "05_gradcam.py"
+    path = LESSONS / name
     text = path.read_text()
     nb = jupytext.reads(text, fmt="py:percent")
     kinds = [c.cell_type for c in nb.cells]
-    assert kinds.count("markdown") >= 5 and kinds.count("code") >= 5
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# Lesson 05")
+    assert kinds.count("markdown") >= 3 and kinds.count("code") >= 3
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# Lesson {name[:2]}")
     ipynb = jupytext.writes(nb, fmt="ipynb")
     back = jupytext.reads(ipynb, fmt="ipynb")
     cells = [(c.cell_type, c.source) for c in nb.cells]
