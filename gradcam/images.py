@@ -36,6 +36,8 @@ import zlib
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from minicnn.im2col import pair
+
 MAX_PIXELS = 50_000_000  # width * height above which an image is refused before decoding
 MODES = ("RGB", "L")  # model input modes: 3 channels or 1 channel
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
@@ -81,16 +83,6 @@ def to_rgb(img):
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, HSV, ...
-
-
-def _check_size(size):
-    try:
-        H, W = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be a pair (H, W) of ints, got {size!r}") from None
-    if H < 1 or W < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return H, W
 
 
 def read_rgb(path, max_pixels=MAX_PIXELS):
@@ -156,7 +148,7 @@ def load_image(path, size=(64, 64), mode="RGB", max_pixels=MAX_PIXELS):
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    H, W = _check_size(size)
+    H, W = pair(size, "size")
     rgb = read_rgb(path, max_pixels)
     img = Image.fromarray(rgb)
     if mode == "L":

@@ -24,9 +24,8 @@ this module (like torch's default) does not.
 
 from __future__ import annotations
 
-import numbers
-
 from minicnn.backend import get_xp
+from minicnn.im2col import pair
 
 MODES = ("bilinear", "nearest")
 
@@ -67,20 +66,6 @@ def interp_matrix(n_in, n_out, mode="bilinear", align_corners=False, xp=None, dt
     return R.astype(dtype)
 
 
-def _size(size):
-    """(H, W) from an int or a pair of positive ints."""
-    if isinstance(size, numbers.Integral):
-        size = (size, size)
-    try:
-        H, W = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be an int or a pair (H, W) of ints, got {size!r}") from None
-    ints = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in size)
-    if not ints or H < 1 or W < 1:
-        raise ValueError(f"size must be positive ints (H, W), got {size!r}")
-    return H, W
-
-
 def resize(maps, size, mode="bilinear", align_corners=False):
     """Resize 2-D maps, one per image, to ``size`` (separable interpolation).
 
@@ -109,7 +94,7 @@ def resize(maps, size, mode="bilinear", align_corners=False):
         raise ValueError("align_corners applies to bilinear interpolation only (as in PyTorch)")
     if maps.ndim not in (2, 3):
         raise ValueError(f"maps must be (N, h, w) or (h, w), got shape {tuple(maps.shape)}")
-    H, W = _size(size)
+    H, W = pair(size, "size")
     h, w = maps.shape[-2:]
     if h < 1 or w < 1:
         raise ValueError(f"cannot resize an empty map of shape {tuple(maps.shape)}")

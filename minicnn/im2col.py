@@ -17,6 +17,7 @@ max((OH-1)*s + d*(K-1) + 1 - H, 0) is split with the extra pixel at the bottom/r
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import threading
 
@@ -24,16 +25,18 @@ from .backend import get_xp
 
 
 def pair(v, name="value"):
-    """``3 -> (3, 3)``; ``(2, 3) -> (2, 3)``. Rejects anything that is not a positive int pair."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        v = (v, v)
+    """``3 -> (3, 3)``; ``(2, 3) -> (2, 3)``. Rejects anything that is not a positive int or a
+    pair of them: bools, and floats too (2.5 is refused, not silently taken as 2)."""
+    pr = (v, v) if isinstance(v, numbers.Integral) else v
     try:
-        a, b = (int(t) for t in v)
+        a, b = pr
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}") from None
+    if not all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in (a, b)):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
     if a < 1 or b < 1:
         raise ValueError(f"{name} must be positive, got {v!r}")
-    return a, b
+    return int(a), int(b)
 
 
 def conv_padding(padding, in_hw, kernel, stride=(1, 1), dilation=(1, 1)):

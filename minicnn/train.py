@@ -25,6 +25,7 @@ import numpy as np
 
 from . import io
 from .backend import asarray, device_of, to_numpy
+from .layers import BatchNorm2d
 from .losses import accuracy, softmax_cross_entropy
 
 CHECKPOINT_FORMAT = "minicnn-checkpoint"
@@ -124,8 +125,6 @@ def update_bn(model, X, batch_size=256):
     """
     if len(X) == 0:
         raise ValueError("update_bn needs at least one input")
-    from .layers import BatchNorm2d
-
     named = list(model.named_layers())
     bns = [(name, lay) for name, lay in named if isinstance(lay, BatchNorm2d)]
     if not bns:

@@ -201,3 +201,13 @@ def test_backend_parity(xp):
     dx = m.backward(xp.asarray(dy))
     np.testing.assert_allclose(minicnn.to_numpy(y), y_ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(minicnn.to_numpy(dx), dx_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_layer_sizes_are_positive_ints_or_pairs_never_silently_truncated():
+    assert L.Conv2d(1, 1, np.int64(3)).kernel_size == (3, 3)
+    assert L.MaxPool2d((2, np.int32(3))).kernel_size == (2, 3)
+    for bad in (2.5, (3, 2.0), True, (0, 2), "3"):
+        with pytest.raises(ValueError, match="kernel_size"):
+            L.Conv2d(1, 1, bad)
+    with pytest.raises(ValueError, match="stride"):
+        L.MaxPool2d(2, stride=1.5)
