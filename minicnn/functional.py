@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 from .backend import get_xp
 from .conv import Conv2dCache, conv2d_backward, conv2d_forward
-from .im2col import check_geometry, col2im, conv_padding, max_taps, pad, pair, tap, unpad, windows
+from .im2col import (WINDOW_TAPS, check_geometry, col2im, conv_padding, disjoint_windows, max_pool_taps,
+                     over_channels, pad, pair, tap, unpad, windows)
 
 __all__ = [
     "RELU_RULES", "Conv2dCache", "conv2d_forward", "conv2d_backward",  # from .conv
@@ -68,14 +69,14 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
     """
     kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
     xpad = pad(x, pads, value=-float("inf"))
-    out, index = max_taps(xpad, kernel, stride, out_hw, need_index=True)
+    out, index = max_pool_taps(xpad, kernel, stride, out_hw, need_index=True)
     return out, PoolCache(x.shape, xpad.shape, kernel, stride, pads, index)
 
 
 def maxpool2d_infer(x, kernel_size, stride=None, padding=0):
     """``maxpool2d_forward`` without the cache (no index): for layers backward never reaches."""
     kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
-    return max_taps(pad(x, pads, value=-float("inf")), kernel, stride, out_hw, need_index=False)[0]
+    return max_pool_taps(pad(x, pads, value=-float("inf")), kernel, stride, out_hw, need_index=False)[0]
 
 
 def maxpool2d_backward(dout, cache):
@@ -94,12 +95,23 @@ def maxpool2d_backward(dout, cache):
     # NOTE: when kernel == stride the windows do not overlap, so each tap's pixels belong to one
     # window only and the product can be written straight into them (no += read-modify-write).
     disjoint = tuple(cache.kernel) == tuple(cache.stride)
-    for t in range(KH * KW):
-        dst = tap(dxp, t // KW, t % KW, cache.stride, out_hw)
-        if disjoint:
-            xp.multiply(dout, cache.argmax == t, out=dst)
-        else:
-            dst += dout * (cache.argmax == t)
+    by_window = disjoint and KH * KW > WINDOW_TAPS  # as im2col.max_pool_taps chose in the forward
+
+    def block(cs):  # channels are independent: blocks of them run on the worker threads
+        d, index = dout[:, cs], cache.argmax[:, cs]
+        if by_window:  # one row of KH*KW zeros per window, dout at its argmax, rows to pixels
+            rows = xp.zeros(d.shape + (KH * KW,), dtype=d.dtype)
+            xp.put_along_axis(rows, index[..., None].astype(xp.intp), d[..., None], axis=-1)
+            disjoint_windows(dxp[:, cs], cache.kernel, out_hw)[...] = rows.reshape(d.shape + (KH, KW))
+            return
+        for t in range(KH * KW):
+            dst = tap(dxp[:, cs], t // KW, t % KW, cache.stride, out_hw)
+            if disjoint:
+                xp.multiply(d, index == t, out=dst)
+            else:
+                dst += d * (index == t)
+
+    over_channels(block, dxp)
     return xp.ascontiguousarray(unpad(dxp, cache.pads)) if any(cache.pads) else dxp
 
 
@@ -140,19 +152,31 @@ def global_avg_pool_backward(dout, x_shape):
 
 
 # --------------------------------------------------------------------------- activations
-def relu_forward(x, upper=None):
+def relu_forward(x, upper=None, need_mask=True):
     """ReLU (``upper=None``) or ReLU6 (``upper=6``): out = min(max(x, 0), upper).
 
-    The cache is the boolean mask of where the forward passed its input through.
+    The cache is the boolean mask of where the forward passed its input through (None when
+    ``need_mask`` is False: a forward no backward will follow).
     """
     xp = get_xp(x)
-    mask = x > 0
-    if upper is not None:
-        mask &= x < upper
-        out = xp.clip(x, 0, upper)
-    else:
-        out = xp.maximum(x, 0)
-    return out.astype(x.dtype, copy=False), mask
+    out, mask = xp.empty_like(x), xp.empty(x.shape, dtype=bool) if need_mask else None
+    x2, out2 = (a if a.ndim >= 2 else a.reshape(1, -1) for a in (x, out))
+    mask2 = None if mask is None else mask.reshape(x2.shape)
+
+    def block(cs):  # elementwise: blocks of channels run on the worker threads
+        xs, o = x2[:, cs], out2[:, cs]
+        if upper is None:
+            xp.maximum(xs, 0, out=o)
+        else:
+            xp.clip(xs, 0, upper, out=o)
+        if need_mask:
+            m = mask2[:, cs]
+            xp.greater(xs, 0, out=m)
+            if upper is not None:
+                m &= xs < upper
+
+    over_channels(block, x2)
+    return out, mask
 
 
 def relu_backward(dout, mask, rule="standard"):
@@ -165,13 +189,22 @@ def relu_backward(dout, mask, rule="standard"):
     NOTE: the derivative at x == 0 (and x == 6 for ReLU6) is taken as 0, as in PyTorch.
     """
     xp = get_xp(dout)
-    if rule == "standard":
-        return dout * mask
-    if rule == "deconvnet":
-        return xp.maximum(dout, 0)
-    if rule == "guided":
-        return dout * (mask & (dout > 0))
-    raise ValueError(f"unknown ReLU backward rule {rule!r}; use one of {RELU_RULES}")
+    if rule not in RELU_RULES:
+        raise ValueError(f"unknown ReLU backward rule {rule!r}; use one of {RELU_RULES}")
+    dx = xp.empty_like(dout)
+    d2, m2, dx2 = (a if a.ndim >= 2 else a.reshape(1, -1) for a in (dout, mask, dx))
+
+    def block(cs):  # elementwise: blocks of channels run on the worker threads
+        d, m, o = d2[:, cs], m2[:, cs], dx2[:, cs]
+        if rule == "standard":
+            xp.multiply(d, m, out=o)
+        elif rule == "deconvnet":
+            xp.maximum(d, 0, out=o)
+        else:  # guided
+            xp.multiply(d, m & (d > 0), out=o)
+
+    over_channels(block, d2)
+    return dx
 
 
 # --------------------------------------------------------------------------- dense, dropout, batchnorm
@@ -243,24 +276,35 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, eps
     (the batch statistics), so this function never mutates its inputs.
 
     NOTE: on a 64 x 16 x 64 x 64 batch every full pass over the array costs about a
-    millisecond, so the steps run in place on two new arrays (xhat and out) and the
-    per-channel sums use ``_channel_sum`` / ``_channel_dot`` (no squared temporary).
+    millisecond, so the steps run in place on two new arrays (xhat and out), the per-channel
+    sums use ``_channel_sum`` / ``_channel_dot`` (no squared temporary), and the whole
+    computation runs per block of channels (``over_channels``): on every core, and with a
+    block's later passes reading it from cache.
     """
     if x.ndim != 4 or x.shape[1] != gamma.shape[0]:
         raise ValueError(f"batch norm expects (N, {gamma.shape[0]}, H, W), got shape {x.shape}")
     xp = get_xp(x)
     M = x.shape[0] * x.shape[2] * x.shape[3]
+    xhat, out, inv_std = xp.empty_like(x), xp.empty_like(x), xp.empty(x.shape[1], dtype=x.dtype)
     if training:
-        mean = (_channel_sum(x) / M).astype(x.dtype, copy=False)
-        xhat = x - _per_channel(mean)  # x - mu for now; scaled to xhat in place below
-        var = (_channel_dot(xhat, xhat) / M).astype(x.dtype, copy=False)
+        mean, var = xp.empty_like(inv_std), xp.empty_like(inv_std)
     else:
         mean, var = running_mean, running_var
-        xhat = x - _per_channel(mean)
-    inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-    out = xhat * _per_channel(gamma * inv_std)  # gamma * (x - mu) * inv_std
-    out += _per_channel(beta)
-    xhat *= _per_channel(inv_std)
+
+    def block(cs):  # channels are independent: blocks of them run on the worker threads
+        xs, xh = x[:, cs], xhat[:, cs]
+        if training:
+            mean[cs] = _channel_sum(xs) / M
+        xp.subtract(xs, _per_channel(mean[cs]), out=xh)  # x - mu for now; scaled to xhat below
+        if training:
+            var[cs] = _channel_dot(xh, xh) / M
+        inv_std[cs] = 1.0 / xp.sqrt(var[cs] + eps)
+        o = out[:, cs]
+        xp.multiply(xh, _per_channel(gamma[cs] * inv_std[cs]), out=o)  # gamma * (x - mu) * inv_std
+        o += _per_channel(beta[cs])
+        xh *= _per_channel(inv_std[cs])
+
+    over_channels(block, x)
     return out, BatchNormCache(xhat, inv_std, gamma, training, mean, var)
 
 
@@ -275,18 +319,25 @@ def batchnorm2d_backward(dout, cache, need_dx=True, need_dw=True):
     gamma: gamma is per channel, so sum g = gamma dbeta and sum g xhat = gamma dgamma.)
     """
     c = cache
-    scale = _per_channel(c.gamma * c.inv_std)
-    if not c.training:
-        dx = dout * scale if need_dx else None
-        if not need_dw:
-            return dx, None, None
-        return dx, _channel_dot(dout, c.xhat), _channel_sum(dout)
-    dgamma, dbeta = _channel_dot(dout, c.xhat), _channel_sum(dout)
-    dx = None
-    if need_dx:
-        M = dout.shape[0] * dout.shape[2] * dout.shape[3]
-        dx = c.xhat * _per_channel(-dgamma / M)
-        dx += dout
-        dx -= _per_channel(dbeta / M)
-        dx *= scale
+    xp = get_xp(dout)
+    M = dout.shape[0] * dout.shape[2] * dout.shape[3]
+    sums = c.training or need_dw  # the train rule needs dgamma and dbeta for dx too
+    dgamma, dbeta = (xp.empty_like(c.inv_std), xp.empty_like(c.inv_std)) if sums else (None, None)
+    dx = xp.empty_like(dout) if need_dx else None
+
+    def block(cs):  # channels are independent: blocks of them run on the worker threads
+        d, xh = dout[:, cs], c.xhat[:, cs]
+        if sums:
+            dgamma[cs], dbeta[cs] = _channel_dot(d, xh), _channel_sum(d)
+        if need_dx:
+            o, scale = dx[:, cs], _per_channel(c.gamma[cs] * c.inv_std[cs])
+            if c.training:
+                xp.multiply(xh, _per_channel(-dgamma[cs] / M), out=o)
+                o += d
+                o -= _per_channel(dbeta[cs] / M)
+                o *= scale
+            else:
+                xp.multiply(d, scale, out=o)
+
+    over_channels(block, dout)
     return dx, (dgamma if need_dw else None), (dbeta if need_dw else None)

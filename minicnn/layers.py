@@ -178,8 +178,7 @@ class ReLU(Layer):
 
     def infer(self, x):
         self.cache = None
-        xp = get_xp(x)
-        return xp.maximum(x, 0) if self.upper is None else xp.clip(x, 0, self.upper)
+        return Fn.relu_forward(x, self.upper, need_mask=False)[0]
 
     def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
         return Fn.relu_backward(dout, self._cached(), relu_rule) if need_dx else None

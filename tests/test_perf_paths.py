@@ -5,7 +5,10 @@ The fast paths (see ``minicnn.functional`` and ``minicnn.winograd``):
   input gradient (the same transform with a flipped kernel), with its weight-transform memo;
 - blocked im2col (split into row blocks of one image, or groups of whole images);
 - the 1x1 stride-1 matrix product; the stride-1 input gradient as a flipped-kernel conv;
-- max-pool as a running maximum over taps, with the disjoint-window (kernel == stride) backward;
+- max-pool as a running maximum over taps, with the disjoint-window (kernel == stride) backward,
+  and for large windows side by side (> im2col.WINDOW_TAPS taps) as max/argmax over copied rows;
+- blocks of channels on the worker threads (``im2col.over_channels``) for ReLU, batch norm and
+  max-pool: forced on small arrays here, with ragged blocks, against the one-block run;
 - ``Sequential.forward(grad_from=...)``: cache-free layers below the layer backward stops at.
 
 Tolerances. Exact reorderings of the same sum are checked at TWIN_TOL = 1e-10 in float64, as in
@@ -26,6 +29,8 @@ from minicnn import layers as L
 from minicnn import conv, im2col, naive, winograd
 from minicnn.backend import to_numpy
 from minicnn.model import Residual, Sequential
+
+import oracle
 
 TWIN_TOL = 1e-10
 WINO_TOL = 1e-9
@@ -175,9 +180,12 @@ def test_fast_paths_keep_dtype(dtype):
 
 
 # --------------------------------------------------------------------------- max-pool
-@given(seeds, st.sampled_from([(2, 2, 0), (3, 3, 0), (2, 1, 0), (3, 2, 1), (2, 2, 1)]), st.booleans())
+@given(seeds, st.sampled_from([(2, 2, 0), (3, 3, 0), (2, 1, 0), (3, 2, 1), (2, 2, 1), (5, 5, 2),
+                               ((5, 4), (5, 4), (2, 1)), ((4, 5), (4, 5), 0)]), st.booleans())
 def test_maxpool_taps_agree_with_naive_on_ties(seed, geom, ties):
-    """Disjoint windows (kernel == stride, the VGG case) and overlapping ones; post-ReLU ties."""
+    """Disjoint windows (kernel == stride, the VGG case), overlapping ones, and large disjoint
+    windows (20-25 taps: ``im2col.max_windows``, with padding and floor-mode remainders);
+    post-ReLU ties."""
     k, s, p = geom
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, 3, 8, 7))
@@ -191,11 +199,103 @@ def test_maxpool_taps_agree_with_naive_on_ties(seed, geom, ties):
     close(Fn.maxpool2d_backward(dout, cf), naive.maxpool2d_backward(dout, cn))
 
 
+@pytest.mark.parametrize("kernel", [(8, 8), (17, 16)])  # uint8 index; 272 taps: int64 index
+def test_maxpool_large_windows_agree_with_naive(kernel):
+    """The shapes CNN's pool4 (8x8 on 16x16) and a window too large for a uint8 index."""
+    rng = np.random.default_rng(11)
+    x = np.maximum(rng.standard_normal((2, 3, 2 * kernel[0] + 1, 2 * kernel[1])), 0)  # ties at 0
+    assert kernel[0] * kernel[1] > im2col.WINDOW_TAPS
+    out_f, cf = Fn.maxpool2d_forward(x, kernel)
+    out_n, cn = naive.maxpool2d_forward(x, kernel)
+    close(out_f, out_n)
+    close(Fn.maxpool2d_infer(x, kernel), out_n)
+    dout = rng.standard_normal(out_f.shape)
+    close(Fn.maxpool2d_backward(dout, cf), naive.maxpool2d_backward(dout, cn))
+
+
 def test_maxpool_sends_each_window_gradient_to_one_pixel():
     x = np.zeros((1, 1, 4, 4))  # every window ties: the first pixel of each gets it all
     out, cache = Fn.maxpool2d_forward(x, 2)
     dx = Fn.maxpool2d_backward(np.ones_like(out), cache)
     assert dx.sum() == 4 and (dx[0, 0, ::2, ::2] == 1).all()
+
+
+# --------------------------------------------------------------------------- blocks of channels
+@pytest.fixture
+def split_channels(monkeypatch):
+    """``over_channels`` splits every array (not only those of SPLIT_MIN+ elements) over 2
+    threads; returns a function that turns the split off again, for the one-block reference."""
+    monkeypatch.setattr(im2col, "SPLIT_MIN", 0)
+    monkeypatch.setattr(im2col, "THREADS", 2)
+    return lambda: monkeypatch.setattr(im2col, "SPLIT_MIN", 1 << 62)
+
+
+def _channel_ops(rng, C):
+    """Every op that runs in blocks of channels, as name -> function of x returning arrays."""
+    gamma, beta = rng.standard_normal(C), rng.standard_normal(C)
+    rm, rv = rng.standard_normal(C), rng.uniform(0.5, 2.0, C)
+    dout = rng.standard_normal((3, C, 6, 5))
+
+    def bn(training):
+        def run(x):
+            out, cache = Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, training)
+            return (out, cache.xhat, cache.mean, cache.var, cache.inv_std,
+                    *Fn.batchnorm2d_backward(dout, cache), *Fn.batchnorm2d_backward(dout, cache, need_dw=False)[:1],
+                    *Fn.batchnorm2d_backward(dout, cache, need_dx=False)[1:])
+        return run
+
+    def relu(upper):
+        def run(x):
+            out, mask = Fn.relu_forward(x, upper)
+            return (out, mask, Fn.relu_forward(x, upper, need_mask=False)[0],
+                    *(Fn.relu_backward(dout, mask, r) for r in Fn.RELU_RULES))
+        return run
+
+    def pool(k, s, p):
+        def run(x):
+            out, cache = Fn.maxpool2d_forward(x, k, s, p)
+            return out, cache.argmax, Fn.maxpool2d_backward(np.random.default_rng(0).standard_normal(out.shape), cache)
+        return run
+
+    return {"bn train": bn(True), "bn eval": bn(False), "relu": relu(None), "relu6": relu(6.0),
+            "pool 2x2": pool(2, 2, 0), "pool 3x3/2 pad 1": pool(3, 2, 1), "pool 5x5 windows": pool(5, 5, 2)}
+
+
+@pytest.mark.parametrize("C", [1, 3, 5])  # 5 channels on 2 threads: blocks of 2 and 3
+@pytest.mark.parametrize("op", ["bn train", "bn eval", "relu", "relu6", "pool 2x2", "pool 3x3/2 pad 1",
+                                "pool 5x5 windows"])
+def test_channel_blocks_agree_with_one_block(split_channels, op, C):
+    x = np.random.default_rng(12).standard_normal((3, C, 6, 5)) * 7  # ReLU6 clips some
+    x[:, :, :2] = np.maximum(x[:, :, :2], 0)  # ties for the pools
+    fn = _channel_ops(np.random.default_rng(13), C)[op]
+    blocks = fn(x)
+    split_channels()  # off
+    for got, want in zip(blocks, fn(x), strict=True):
+        assert got.dtype == want.dtype
+        close(got, want)
+
+
+def test_batchnorm_in_channel_blocks_matches_the_oracle(split_channels):
+    """Forward against tests/oracle.py's plain NumPy formulas, with ragged blocks of channels."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((4, 5, 3, 7)) * 3 + 2
+    gamma, beta, rm, rv = rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal(5), rng.random(5) + 0.5
+    close(Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, True)[0], oracle.batchnorm2d_train(x, gamma, beta))
+    close(Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, False)[0], oracle.batchnorm2d_eval(x, gamma, beta, rm, rv))
+
+
+def test_over_channels_blocks_cover_every_channel_once(monkeypatch):
+    monkeypatch.setattr(im2col, "THREADS", 2)
+    for C, chunk in [(1, None), (2, None), (5, None), (16, 8 * 8 * 2), (7, 1)]:
+        x = np.zeros((2, C, 4, 4))
+        seen = np.zeros(C, int)
+
+        def visit(cs):
+            seen[cs] += 1
+
+        monkeypatch.setattr(im2col, "SPLIT_MIN", 0)
+        im2col.over_channels(visit, x, chunk)
+        assert (seen == 1).all(), (C, chunk, seen)
 
 
 # --------------------------------------------------------------------------- cache-free forward
