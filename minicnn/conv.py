@@ -67,6 +67,32 @@ def _matmul_into(a, b, out):
         out[...] = xp.matmul(a, b)
 
 
+WIDE_MIN = 32  # output width from which stride-1 windows are read on the wide grid (see _windows)
+
+
+def _windows(x, kernel, stride, dilation, pads, out_hw):
+    """The forward's windows of the padded input, (N, C, KH, KW, OH, GW), and the grid width GW.
+
+    GW = OW: ``im2col.windows`` of the padded input. Stride-1 convs with OW >= WIDE_MIN use the
+    "wide grid" instead: GW = Wp, the padded width, so each output row also computes Wp - OW
+    junk columns, which ``_conv_gemm`` drops.
+
+    NOTE: why: on the wide grid the window row (oh, 0..Wp-1) of tap (i, j) is the contiguous run
+    x_pad[oh + i*dh, j*dw:][:Wp] (running on into the next padded row), so a block's R rows are
+    one run of R*Wp values and the im2col copy runs at memory speed; with GW = OW every run is
+    only OW long. Measured: the shapes CNN's conv1 (64x64) and conv2 (32x32) forward 1.4x and
+    1.2x faster, VGG16's conv2_1 8%; at 16x16 the 2 junk columns of 18 cost more than the copy
+    saves. The weight gradient gained nothing this way (its copy transposes the batch) and
+    keeps GW = OW. One extra padded row keeps the last windows' overrun inside the array.
+    """
+    OH, OW = out_hw
+    if stride != (1, 1) or OW < WIDE_MIN:
+        return windows(pad(x, pads), kernel, stride, dilation, out_hw), OW
+    t, b, l, r = pads
+    xpad = pad(x, (t, b + 1, l, r))
+    return windows(xpad, kernel, stride, dilation, (OH, xpad.shape[3])), xpad.shape[3]
+
+
 def _conv_gemm(x, w, b, stride, dilation, pads, groups, out_hw):
     """The general path: im2col in cache-sized blocks, one matrix product per block.
 
@@ -86,15 +112,22 @@ def _conv_gemm(x, w, b, stride, dilation, pads, groups, out_hw):
     if _is_pointwise((KH, KW), stride, pads):
         _matmul_into(wmat, x.reshape(N, G, Cg, OH * OW), out.reshape(N, G, F // G, OH * OW))
     else:
-        view = windows(pad(x, pads), (KH, KW), stride, dilation, out_hw)  # (N, C, KH, KW, OH, OW)
+        view, GW = _windows(x, (KH, KW), stride, dilation, pads, out_hw)  # (N, C, KH, KW, OH, GW)
 
         def block(n0, n1, r0, r1):
-            buf = scratch((n1 - n0) * (r1 - r0) * C * KH * KW * OW, x.dtype, xp)
-            cols = cols_block(view, n0, n1, r0, r1, buf, True).reshape(n1 - n0, G, K, -1)
+            nb, P = n1 - n0, (r1 - r0) * GW
+            buf = scratch(nb * C * KH * KW * P, x.dtype, xp)
+            cols = cols_block(view, n0, n1, r0, r1, buf, True).reshape(nb, G, K, P)
             # (G, Fg, K) @ (nb, G, K, P) -> (nb, G, Fg, P), written into out[n0:n1, :, r0:r1]
-            _matmul_into(wmat, cols, out[n0:n1, :, r0:r1].reshape(n1 - n0, G, F // G, -1))
+            dst = out[n0:n1, :, r0:r1]
+            if GW == OW:
+                _matmul_into(wmat, cols, dst.reshape(nb, G, F // G, P))
+            else:  # the wide grid: the product into a buffer, its first OW columns per row out
+                res = scratch(nb * F * P, out.dtype, xp, "product").reshape(nb, G, F // G, P)
+                _matmul_into(wmat, cols, res)
+                dst[...] = res.reshape(nb, F, r1 - r0, GW)[..., :OW]
 
-        run_blocks(block, block_plan(N, OH, C * KH * KW * OW, CHUNK, xp), xp)
+        run_blocks(block, block_plan(N, OH, C * KH * KW * GW, CHUNK, xp), xp)
     if b is not None:
         out += b.reshape(1, F, 1, 1)
     return out

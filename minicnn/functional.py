@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 from .backend import get_xp
 from .conv import Conv2dCache, conv2d_backward, conv2d_forward
-from .im2col import (WINDOW_TAPS, check_geometry, col2im, conv_padding, disjoint_windows, max_pool_taps,
-                     over_channels, pad, pair, tap, unpad, windows)
+from .im2col import (WINDOW_TAPS, check_geometry, col2im, conv_padding, disjoint_windows,
+                     max_pool_taps, over_channels, pad, pair, tap, unpad, windows)
 
 __all__ = [
     "RELU_RULES", "Conv2dCache", "conv2d_forward", "conv2d_backward",  # from .conv
@@ -76,7 +76,8 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
 def maxpool2d_infer(x, kernel_size, stride=None, padding=0):
     """``maxpool2d_forward`` without the cache (no index): for layers backward never reaches."""
     kernel, stride, pads, out_hw = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
-    return max_pool_taps(pad(x, pads, value=-float("inf")), kernel, stride, out_hw, need_index=False)[0]
+    xpad = pad(x, pads, value=-float("inf"))
+    return max_pool_taps(xpad, kernel, stride, out_hw, need_index=False)[0]
 
 
 def maxpool2d_backward(dout, cache):
@@ -102,7 +103,8 @@ def maxpool2d_backward(dout, cache):
         if by_window:  # one row of KH*KW zeros per window, dout at its argmax, rows to pixels
             rows = xp.zeros(d.shape + (KH * KW,), dtype=d.dtype)
             xp.put_along_axis(rows, index[..., None].astype(xp.intp), d[..., None], axis=-1)
-            disjoint_windows(dxp[:, cs], cache.kernel, out_hw)[...] = rows.reshape(d.shape + (KH, KW))
+            dst = disjoint_windows(dxp[:, cs], cache.kernel, out_hw)
+            dst[...] = rows.reshape(d.shape + (KH, KW))
             return
         for t in range(KH * KW):
             dst = tap(dxp[:, cs], t // KW, t % KW, cache.stride, out_hw)

@@ -231,7 +231,8 @@ def max_windows(xpad, kernel, out_hw, need_index):
     xp = get_xp(xpad)
     KH, KW = kernel
     out = xp.empty(xpad.shape[:2] + tuple(out_hw), dtype=xpad.dtype)
-    index = xp.empty(out.shape, dtype=xp.uint8 if KH * KW < 256 else xp.int64) if need_index else None
+    itype = xp.uint8 if KH * KW < 256 else xp.int64
+    index = xp.empty(out.shape, dtype=itype) if need_index else None
 
     def block(cs):  # channels are independent: blocks of them run on the worker threads
         rows = disjoint_windows(xpad[:, cs], kernel, out_hw)
@@ -261,7 +262,8 @@ def max_taps(xpad, kernel, stride, out_hw, need_index):
     KH, KW = kernel
     out = xp.empty(xpad.shape[:2] + tuple(out_hw), dtype=xpad.dtype)
     # NOTE: keep the index small: KH*KW < 256 for any pooling window in practice.
-    index = xp.zeros(out.shape, dtype=xp.uint8 if KH * KW < 256 else xp.int64) if need_index else None
+    itype = xp.uint8 if KH * KW < 256 else xp.int64
+    index = xp.zeros(out.shape, dtype=itype) if need_index else None
 
     def block(cs):  # channels are independent: blocks of them run on the worker threads
         taps = [tap(xpad[:, cs], t // KW, t % KW, stride, out_hw) for t in range(KH * KW)]
@@ -329,36 +331,37 @@ def run_blocks(fn, blocks, xp):
 SPLIT_MIN = 1 << 16  # elements: a smaller array runs as one block (a hand-off costs ~20-50 us)
 
 
-def over_channels(fn, x, chunk=None):
-    """Run ``fn(cs)`` for blocks ``cs = slice(c0, c1)`` of the channels (axis 1) of ``x``, on
-    ``run_blocks``' worker threads; returns the results in block order.
+def over_channels(fn, x):
+    """Run ``fn(cs)`` for blocks ``cs = slice(c0, c1)`` of the channels (axis 1) of ``x``, one
+    block per worker thread of ``run_blocks``; returns the results in block order.
 
     For the layers in which every channel is computed on its own (ReLU, pooling, batch norm):
     ``fn`` reads ``x[:, cs]`` (and per-channel vectors ``v[cs]``) and writes its own part of
-    preallocated outputs. ``chunk``: elements per block (default: one block per thread).
+    preallocated outputs.
 
     NOTE: why: NumPy's elementwise ops run on one core, so on 2 cores these layers took half
-    the time of a shapes-CNN training step; in blocks they run on every core. Each block costs
-    a hand-off of ~30 us, so one per thread is best for a single pass (ReLU: 1.6 -> 0.9 ms on
-    64x16x64x64, 1.2 ms with 16 blocks); several passes (batch norm) gain from blocks that
-    stay in cache between them.
-    Small arrays, 1-D arrays and CuPy (a GPU wants few, large kernels) get one block.
+    the time of a shapes-CNN training step; in blocks they run on every core (ReLU on
+    64x16x64x64: 1.6 -> 0.9 ms). Each block costs a hand-off of ~30 us, and more, smaller
+    blocks were slower, batch norm's several passes included (16 one-channel blocks: ReLU
+    1.2 ms). Small arrays, 1-D arrays and CuPy (a GPU wants few, large kernels) get one block.
     """
     xp = get_xp(x)
     if x.ndim < 2 or x.size < SPLIT_MIN or xp.__name__ != "numpy":
         return [fn(slice(None))]
     C = x.shape[1]
-    chunk = chunk or -(-x.size // THREADS)
-    blocks = chunks(C, 1, x.size // C, chunk, parts=THREADS)  # channels play chunks' "images"
+    # channels play the part of chunks' "images": one block of about size/THREADS per thread
+    blocks = chunks(C, 1, x.size // C, -(-x.size // THREADS), parts=THREADS)
     return run_blocks(lambda c0, c1, _r0, _r1: fn(slice(c0, c1)), blocks, xp)
 
 
-def scratch(n, dtype, xp):
+def scratch(n, dtype, xp, slot="cols"):
     """A reusable flat buffer of at least ``n`` elements for the calling thread (NumPy), so the
-    im2col blocks of every layer reuse one allocation instead of a fresh one per block."""
+    blocks of every layer reuse one allocation instead of a fresh one per block. ``slot`` names
+    one of the buffers a block may need at once (the im2col matrix, a product's result)."""
     if xp.__name__ != "numpy":
         return xp.empty(n, dtype=dtype)  # CuPy's memory pool already reuses device memory
-    buf = getattr(_local, "buf", None)
+    bufs = _local.__dict__.setdefault("bufs", {})
+    buf = bufs.get(slot)
     if buf is None or buf.size < n or buf.dtype != dtype:
-        buf = _local.buf = xp.empty(n, dtype=dtype)
+        buf = bufs[slot] = xp.empty(n, dtype=dtype)
     return buf[:n]

@@ -3,7 +3,8 @@
 The fast paths (see ``minicnn.functional`` and ``minicnn.winograd``):
 - Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped convs with >= 16 channels, forward and the
   input gradient (the same transform with a flipped kernel), with its weight-transform memo;
-- blocked im2col (split into row blocks of one image, or groups of whole images);
+- blocked im2col (split into row blocks of one image, or groups of whole images), with the
+  forward's stride-1 windows on the exact or the wide grid;
 - the 1x1 stride-1 matrix product; the stride-1 input gradient as a flipped-kernel conv;
 - max-pool as a running maximum over taps, with the disjoint-window (kernel == stride) backward,
   and for large windows side by side (> im2col.WINDOW_TAPS taps) as max/argmax over copied rows;
@@ -131,6 +132,7 @@ def test_winograd_memo_sees_in_place_updates():
 
 
 # --------------------------------------------------------------------------- blocked im2col and friends
+@pytest.mark.parametrize("wide_min", [1, 1 << 30])  # stride-1 windows on the wide grid, or never
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("chunk", [50, 600, 1 << 20])
 @pytest.mark.parametrize("geom", [
@@ -143,8 +145,10 @@ def test_winograd_memo_sees_in_place_updates():
     dict(C=2, F=3, k=1, stride=1, padding=2, dilation=1, groups=1),     # pad > d*(K-1): col2im dx
     dict(C=16, F=16, k=3, stride=1, padding=1, dilation=2, groups=1),   # dilated 3x3: not Winograd
 ])
-def test_blocked_im2col_paths_agree(monkeypatch, chunk, geom, threads):
-    """Chunk sizes that split one image into row blocks, group several images, or take all."""
+def test_blocked_im2col_paths_agree(monkeypatch, chunk, geom, threads, wide_min):
+    """Chunk sizes that split one image into row blocks, group several images, or take all;
+    the forward's windows on the wide grid (``conv._windows``) or the exact one."""
+    monkeypatch.setattr(conv, "WIDE_MIN", wide_min)
     monkeypatch.setattr(conv, "CHUNK", chunk)
     monkeypatch.setattr(im2col, "THREADS", threads)
     g = dict(geom)
@@ -240,7 +244,8 @@ def _channel_ops(rng, C):
         def run(x):
             out, cache = Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, training)
             return (out, cache.xhat, cache.mean, cache.var, cache.inv_std,
-                    *Fn.batchnorm2d_backward(dout, cache), *Fn.batchnorm2d_backward(dout, cache, need_dw=False)[:1],
+                    *Fn.batchnorm2d_backward(dout, cache),
+                    *Fn.batchnorm2d_backward(dout, cache, need_dw=False)[:1],
                     *Fn.batchnorm2d_backward(dout, cache, need_dx=False)[1:])
         return run
 
@@ -254,16 +259,18 @@ def _channel_ops(rng, C):
     def pool(k, s, p):
         def run(x):
             out, cache = Fn.maxpool2d_forward(x, k, s, p)
-            return out, cache.argmax, Fn.maxpool2d_backward(np.random.default_rng(0).standard_normal(out.shape), cache)
+            dout_pool = np.random.default_rng(0).standard_normal(out.shape)
+            return out, cache.argmax, Fn.maxpool2d_backward(dout_pool, cache)
         return run
 
     return {"bn train": bn(True), "bn eval": bn(False), "relu": relu(None), "relu6": relu(6.0),
-            "pool 2x2": pool(2, 2, 0), "pool 3x3/2 pad 1": pool(3, 2, 1), "pool 5x5 windows": pool(5, 5, 2)}
+            "pool 2x2": pool(2, 2, 0), "pool 3x3/2 pad 1": pool(3, 2, 1),
+            "pool 5x5 windows": pool(5, 5, 2)}
 
 
 @pytest.mark.parametrize("C", [1, 3, 5])  # 5 channels on 2 threads: blocks of 2 and 3
-@pytest.mark.parametrize("op", ["bn train", "bn eval", "relu", "relu6", "pool 2x2", "pool 3x3/2 pad 1",
-                                "pool 5x5 windows"])
+@pytest.mark.parametrize("op", ["bn train", "bn eval", "relu", "relu6", "pool 2x2",
+                                "pool 3x3/2 pad 1", "pool 5x5 windows"])
 def test_channel_blocks_agree_with_one_block(split_channels, op, C):
     x = np.random.default_rng(12).standard_normal((3, C, 6, 5)) * 7  # ReLU6 clips some
     x[:, :, :2] = np.maximum(x[:, :, :2], 0)  # ties for the pools
@@ -279,23 +286,26 @@ def test_batchnorm_in_channel_blocks_matches_the_oracle(split_channels):
     """Forward against tests/oracle.py's plain NumPy formulas, with ragged blocks of channels."""
     rng = np.random.default_rng(14)
     x = rng.standard_normal((4, 5, 3, 7)) * 3 + 2
-    gamma, beta, rm, rv = rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal(5), rng.random(5) + 0.5
-    close(Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, True)[0], oracle.batchnorm2d_train(x, gamma, beta))
-    close(Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, False)[0], oracle.batchnorm2d_eval(x, gamma, beta, rm, rv))
+    gamma, beta, rm = rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal(5)
+    rv = rng.random(5) + 0.5
+    close(Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, True)[0],
+          oracle.batchnorm2d_train(x, gamma, beta))
+    close(Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, False)[0],
+          oracle.batchnorm2d_eval(x, gamma, beta, rm, rv))
 
 
-def test_over_channels_blocks_cover_every_channel_once(monkeypatch):
-    monkeypatch.setattr(im2col, "THREADS", 2)
-    for C, chunk in [(1, None), (2, None), (5, None), (16, 8 * 8 * 2), (7, 1)]:
-        x = np.zeros((2, C, 4, 4))
+@pytest.mark.parametrize("threads", [2, 3])
+def test_over_channels_blocks_cover_every_channel_once(monkeypatch, threads):
+    monkeypatch.setattr(im2col, "THREADS", threads)
+    monkeypatch.setattr(im2col, "SPLIT_MIN", 0)
+    for C in (1, 2, 5, 16):
         seen = np.zeros(C, int)
 
         def visit(cs):
             seen[cs] += 1
 
-        monkeypatch.setattr(im2col, "SPLIT_MIN", 0)
-        im2col.over_channels(visit, x, chunk)
-        assert (seen == 1).all(), (C, chunk, seen)
+        im2col.over_channels(visit, np.zeros((2, C, 4, 4)))
+        assert (seen == 1).all(), (C, seen)
 
 
 # --------------------------------------------------------------------------- cache-free forward
