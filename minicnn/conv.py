@@ -67,6 +67,7 @@ def _matmul_into(a, b, out):
         out[...] = xp.matmul(a, b)
 
 
+DW_RUN = 2048  # columns per product in the weight gradient (see _conv_dw)
 WIDE_MIN = 32  # output width from which stride-1 windows are read on the wide grid (see _windows)
 
 
@@ -190,8 +191,13 @@ def _conv_dw(dout, c):
         # (nb, F, rows, OW) -> (G, Fg, nb*rows*OW): the batch joins the product's long axis
         d = dout[n0:n1, :, r0:r1].transpose(1, 0, 2, 3).reshape(G, F // G, -1)
         # NOTE: as (K, P) @ (P, Fg), transposed: OpenBLAS runs this long-inner-axis product 15-30%
-        # faster in this orientation than (Fg, P) @ (P, K) on the shapes CNN's layers
-        return xp.matmul(cols, d.transpose(0, 2, 1)).transpose(0, 2, 1)  # this block's share
+        # faster in this orientation than (Fg, P) @ (P, K) on the shapes CNN's layers; and in runs
+        # of DW_RUN columns: for conv1's tiny (27, 16) result 2x faster than in one product
+        # (84 vs 42 GFLOP/s per thread), for larger results the same
+        part, dT = 0, d.transpose(0, 2, 1)  # dT: (G, P, Fg)
+        for s in range(0, cols.shape[2], DW_RUN):
+            part = part + xp.matmul(cols[:, :, s:s + DW_RUN], dT[:, s:s + DW_RUN])
+        return part.transpose(0, 2, 1)  # this block's share
 
     for part in run_blocks(block, block_plan(N, OH, C * KH * KW * OW, CHUNK, xp), xp):
         dw += part

@@ -132,7 +132,8 @@ def test_winograd_memo_sees_in_place_updates():
 
 
 # --------------------------------------------------------------------------- blocked im2col and friends
-@pytest.mark.parametrize("wide_min", [1, 1 << 30])  # stride-1 windows on the wide grid, or never
+# stride-1 windows on the wide grid or never; the weight gradient in runs of 7 columns or 2048
+@pytest.mark.parametrize("wide_min, dw_run", [(1, 7), (1 << 30, 2048)])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("chunk", [50, 600, 1 << 20])
 @pytest.mark.parametrize("geom", [
@@ -145,10 +146,12 @@ def test_winograd_memo_sees_in_place_updates():
     dict(C=2, F=3, k=1, stride=1, padding=2, dilation=1, groups=1),     # pad > d*(K-1): col2im dx
     dict(C=16, F=16, k=3, stride=1, padding=1, dilation=2, groups=1),   # dilated 3x3: not Winograd
 ])
-def test_blocked_im2col_paths_agree(monkeypatch, chunk, geom, threads, wide_min):
+def test_blocked_im2col_paths_agree(monkeypatch, chunk, geom, threads, wide_min, dw_run):
     """Chunk sizes that split one image into row blocks, group several images, or take all;
-    the forward's windows on the wide grid (``conv._windows``) or the exact one."""
+    the forward's windows on the wide grid (``conv._windows``) or the exact one; the weight
+    gradient's product in short runs (with a ragged last run) or whole."""
     monkeypatch.setattr(conv, "WIDE_MIN", wide_min)
+    monkeypatch.setattr(conv, "DW_RUN", dw_run)
     monkeypatch.setattr(conv, "CHUNK", chunk)
     monkeypatch.setattr(im2col, "THREADS", threads)
     g = dict(geom)
