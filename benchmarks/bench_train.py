@@ -1,17 +1,23 @@
 """Training throughput of the shapes CNN: minicnn against the same architecture in PyTorch CPU.
 
-    python benchmarks/bench_train.py [--batch 64] [--steps 10] [--repeats 5]
+    python benchmarks/bench_train.py [--batch 64] [--steps 10] [--repeats 5] [--profile]
 
 One step = forward in training mode (batch norm on batch statistics, dropout on), softmax
 cross-entropy, the full backward (every parameter gradient) and an Adam update, on the same
 batches. Each repeat times ``--steps`` steps of ours, then of torch's (alternating); we print
 images/second (median, min-max) and the ratio ours/torch of the throughput (higher is better).
+
+``--profile``: instead, where our step's time goes: every layer's forward and backward timed
+over ``--steps`` steps (after 3 warm-up steps), summed by kind of layer (minicnn only).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import re
 import statistics
+import time
 
 import numpy as np
 
@@ -63,12 +69,51 @@ def train_rows(batch, steps, repeats, size=64):
 HEADER = ["workload", "batch", "minicnn img/s", "torch img/s", "throughput ours/torch"]
 
 
+def profile_rows(batch, steps, size=64):
+    """ms per step in each kind of layer (conv, bn, ...) and pass (forward/backward), and the
+    step's total, by wrapping every layer's forward and backward in a timer."""
+    data = make_shapes(batch * 4, seed=0, size=size)
+    model = zoo.shapes_cnn(pretrained=False).train()
+    opt = Adam(model, lr=1e-3)
+    spent = collections.defaultdict(float)
+    for name, layer in model._leaves():
+        kind = re.sub(r"\d+$", "", name)
+        for method in ("forward", "backward"):
+            def timed(*a, _fn=getattr(layer, method), _key=(kind, method), **kw):
+                t = time.perf_counter()
+                out = _fn(*a, **kw)
+                spent[_key] += time.perf_counter() - t
+                return out
+            setattr(layer, method, timed)
+
+    def step(i):
+        sl = slice((i % 4) * batch, (i % 4 + 1) * batch)
+        _, dscores = softmax_cross_entropy(model.forward(data.images[sl]), data.labels[sl])
+        model.backward(dscores, input_grad=False)
+        opt.step()
+
+    for i in range(3):
+        step(i)
+    spent.clear()
+    t = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    total = (time.perf_counter() - t) / steps * 1e3
+    rows = [[kind, method, f"{v / steps * 1e3:.1f}"] for (kind, method), v in
+            sorted(spent.items(), key=lambda kv: -kv[1]) if v / steps * 1e3 >= 0.05]
+    return rows + [["whole step", "", f"{total:.1f}"]]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="where our step's time goes")
     args = parser.parse_args(argv)
+    if args.profile:
+        print(table(["layers", "pass", "ms per step"], profile_rows(args.batch, max(args.steps, 20))))
+        return 0
     try:
         import torch  # noqa: F401
     except ImportError:
