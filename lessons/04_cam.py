@@ -63,7 +63,7 @@ rhs = r.linear_map.mean(axis=(1, 2)) + b[c]
 print("y^c        :", score)
 print("mean M_c + b:", rhs)
 C.check("(4.2) relative error", rel_error(score, rhs), about=1e-16, below=1e-12)
-# prints: y^c = [ 8.3909 -1.9282  1.9973 -1.4489] on both lines; relative error 1.1e-16
+# prints: y^c = [ 8.3909 -1.9282  1.9973 -1.4489] on both lines; relative error 5.3e-17
 # (1e-16 or below, depending on the order of the float64 sums).
 # (The second and fourth scores are negative: there the model prefers the OTHER object's class.)
 A = r.activations  # (N, 64, 16, 16)

@@ -102,7 +102,7 @@ dy = one_hot([int(c[0])], head(A4[:, :K_check].copy()))  # the seed e_c
 num = numerical_vjp(head, A4[:, :K_check].copy(), dy)
 C.check(f"dy^c/dA at bn4, {K_check} channels, relative error", rel_error(dA4[:, :K_check], num),
         about=1e-9, below=1e-6)
-# prints (full mode): dy^c/dA at bn4, 16 channels, relative error 7.0e-09
+# prints (full mode): dy^c/dA at bn4, 16 channels, relative error 7.2e-09
 
 # %% [markdown]
 # ## 4. Any layer

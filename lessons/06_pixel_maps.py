@@ -91,7 +91,7 @@ for name, fn in (("gradient", gradcam.saliency), ("deconvnet", gradcam.deconvnet
 C.check("vanilla gradient vs (6.4), relative error",
         rel_error(np.array([gradcam.saliency(m64, x64, c0)[p] for p in pixels]), numeric),
         about=1e-9, below=1e-6)
-# prints: gradient 1.0e-09, deconvnet 1.0e+00, guided 1.0e+00
+# prints: gradient 1.1e-09, deconvnet 1.0e+00, guided 1.0e+00
 
 # %% [markdown]
 # ## 3. Not class-discriminative

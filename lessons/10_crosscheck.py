@@ -116,7 +116,7 @@ for name, a, b in (("A", tA, r.activations), ("dy^c/dA", tdA, r.gradients),
     print(f"  {name:8s} relative error {rel_error(a, b):.1e}")
 C.check("worst, torch vs minicnn", max(rel_error(tA, r.activations), rel_error(tdA, r.gradients),
                                        rel_error(theat, r.heatmap)), about=1e-16, below=1e-12)
-# prints: A 3.0e-16, dy^c/dA 0.0e+00, alpha 0.0e+00, coarse 3.0e-16, heatmap 3.9e-16
+# prints: A 4.5e-16, dy^c/dA 0.0e+00, alpha 0.0e+00, coarse 3.0e-16, heatmap 3.9e-16
 # (dy^c/dA is exactly equal: both sides route the same float64 numbers through the same
 # max-pool choices and one dense layer)
 
@@ -180,7 +180,7 @@ else:
     preset = conventions.apply("captum", r.activations, r.gradients, size=(64, 64))
     C.check("Captum LayerGradCam vs the captum preset, relative error",
             rel_error(captum_map, preset), about=1e-16, below=1e-12)
-    # prints: 1.4e-16
+    # prints: 3.0e-16
 
 # %% [markdown]
 # ## 4. Let a tool name the convention
@@ -255,8 +255,8 @@ C.save(fig, "10_conventions.png")
 
 # %% [markdown]
 # **What you should see.** In `10_torch_vs_minicnn.png` the minicnn and PyTorch columns are
-# the same picture and the difference is black (max 3.3e-16 to 7.8e-16). The last column,
-# the same PyTorch code in train mode, looks similar at a glance: the same blobs, with
+# the same picture and the difference is black (a few 1e-16 at most, in the titles). The last
+# column, the same PyTorch code in train mode, looks similar at a glance: the same blobs, with
 # changed shapes and a different tint over the background (up to 0.16 apart); similar
 # enough to go unnoticed, which is what makes the mistake dangerous. In
 # `10_conventions.png` the presets share one blob on the cross but differ in resolution
