@@ -246,7 +246,7 @@ def _channel_ops(rng, C):
     def bn(training):
         def run(x):
             out, cache = Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, training)
-            return (out, cache.xhat, cache.mean, cache.var, cache.inv_std,
+            return (out, cache.xc, cache.mean, cache.var, cache.inv_std,
                     *Fn.batchnorm2d_backward(dout, cache),
                     *Fn.batchnorm2d_backward(dout, cache, need_dw=False)[:1],
                     *Fn.batchnorm2d_backward(dout, cache, need_dx=False)[1:])
