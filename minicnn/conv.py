@@ -82,9 +82,10 @@ def _windows(x, kernel, stride, dilation, pads, out_hw):
     x_pad[oh + i*dh, j*dw:][:Wp] (running on into the next padded row), so a block's R rows are
     one run of R*Wp values and the im2col copy runs at memory speed; with GW = OW every run is
     only OW long. Measured: the shapes CNN's conv1 (64x64) and conv2 (32x32) forward 1.4x and
-    1.2x faster, VGG16's conv2_1 8%; at 16x16 the 2 junk columns of 18 cost more than the copy
-    saves. The weight gradient gained nothing this way (its copy transposes the batch) and
-    keeps GW = OW. One extra padded row keeps the last windows' overrun inside the array.
+    1.2x faster, VGG16's conv2_1 8%; at 16x16, where 2 of 18 columns are junk, it was within
+    noise (one layer 4% faster, another 3% slower, a training step unchanged), so it starts at
+    32. The weight gradient gained nothing this way (its copy transposes the batch) and keeps
+    GW = OW. One extra padded row keeps the last windows' overrun inside the array.
     """
     OH, OW = out_hw
     if stride != (1, 1) or OW < WIDE_MIN:
