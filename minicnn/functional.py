@@ -165,12 +165,14 @@ def relu_forward(x, upper=None, need_mask=True):
     x2, out2 = (a if a.ndim >= 2 else a.reshape(1, -1) for a in (x, out))
     mask2 = None if mask is None else mask.reshape(x2.shape)
 
+    hi = None if upper is None else xp.asarray(upper).astype(x.dtype)  # integer inputs stay integer
+
     def block(cs):  # elementwise: blocks of channels run on the worker threads
         xs, o = x2[:, cs], out2[:, cs]
         if upper is None:
             xp.maximum(xs, 0, out=o)
         else:
-            xp.clip(xs, 0, upper, out=o)
+            xp.clip(xs, 0, hi, out=o)
         if need_mask:
             m = mask2[:, cs]
             xp.greater(xs, 0, out=m)

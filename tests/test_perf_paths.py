@@ -297,6 +297,22 @@ def test_batchnorm_in_channel_blocks_matches_the_oracle(split_channels):
           oracle.batchnorm2d_eval(x, gamma, beta, rm, rv))
 
 
+@pytest.mark.parametrize("dtype", ["int64", "float32", "float64"])
+@pytest.mark.parametrize("shape", [(), (7,), (2, 7), (2, 3, 4, 5)])
+def test_relu_keeps_dtype_and_any_shape(split_channels, dtype, shape):
+    """ReLU/ReLU6 on integer, float32 and float64 arrays of any rank (0-d and 1-d too), split
+    over channels where there are any, against plain NumPy's clip."""
+    x = (np.arange(int(np.prod(shape))) - 3).reshape(shape)
+    x = x.astype(dtype) if dtype == "int64" else (x * 1.5).astype(dtype)
+    for upper in (None, 6.0):
+        out, mask = Fn.relu_forward(x, upper)
+        want = np.clip(x, 0, np.inf if upper is None else upper).astype(dtype)
+        assert out.dtype == x.dtype and out.shape == x.shape and mask.shape == x.shape
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(mask, (x > 0) & (x < (np.inf if upper is None else upper)))
+        np.testing.assert_array_equal(Fn.relu_backward(np.ones(shape), mask), mask * 1.0)
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 def test_over_channels_blocks_cover_every_channel_once(monkeypatch, threads):
     monkeypatch.setattr(im2col, "THREADS", threads)
