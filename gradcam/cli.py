@@ -504,8 +504,18 @@ def _one_line(e):
     return text or type(e).__name__
 
 
+def _silence_stdout():
+    """Point stdout at the null device, so that Python's exit-time flush of what is still
+    buffered cannot fail on the closed pipe again (the recipe in Python's ``signal`` docs)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no real file behind sys.stdout (tests)
+        pass
+
+
 def main(argv=None):
-    """Entry point: run ``gradcam ARGV``; return the exit status (0 ok, 1 error, 2 usage)."""
+    """Entry point: run ``gradcam ARGV``; return the exit status (0 ok, 1 error, 2 usage,
+    141 when the reader of its output went away)."""
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     try:
         if argv[:1] == ["evaluate"] and _has_evaluate():
@@ -515,11 +525,15 @@ def main(argv=None):
         else:
             args = build_parser().parse_args(argv)
             rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit-time flush
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, already printed)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except KeyboardInterrupt:
         print("gradcam: error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`gradcam demo | head -3`): stop quietly
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE: what a shell reports for a writer whose pipe closed
     except (ValueError, KeyError, OSError) as e:  # ours are ValueErrors; bugs still raise
         print(f"gradcam: error: {_one_line(e)}", file=sys.stderr)
         return 1

