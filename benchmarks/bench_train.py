@@ -29,25 +29,34 @@ from minicnn.losses import softmax_cross_entropy
 from minicnn.optim import Adam
 
 
+def our_training(batch, n_batches, size=64):
+    """The shapes CNN in training mode with Adam on ``n_batches`` batches of generated shapes:
+    returns (model, data, step), ``step(i)`` one training step on batch i % n_batches."""
+    data = make_shapes(batch * n_batches, seed=0, size=size)
+    model = zoo.shapes_cnn(pretrained=False).train()
+    opt = Adam(model, lr=1e-3)
+
+    def step(i):
+        sl = slice((i % n_batches) * batch, (i % n_batches + 1) * batch)
+        _, dscores = softmax_cross_entropy(model.forward(data.images[sl]), data.labels[sl])
+        model.backward(dscores, input_grad=False)
+        opt.step()
+
+    return model, data, step
+
+
 def train_rows(batch, steps, repeats, size=64):
     import torch
 
-    data = make_shapes(batch * steps, seed=0, size=size)
-    X, Y = data.images, data.labels
-    model = zoo.shapes_cnn(pretrained=False).train()
+    model, data, step = our_training(batch, steps, size)
     net = torch_twin(model).train()
-    opt = Adam(model, lr=1e-3)
     topt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y.astype(np.int64))
+    Xt, Yt = torch.from_numpy(data.images), torch.from_numpy(data.labels.astype(np.int64))
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def ours():
         for i in range(steps):
-            sl = slice(i * batch, (i + 1) * batch)
-            scores = model.forward(X[sl])
-            _, dscores = softmax_cross_entropy(scores, Y[sl])
-            model.backward(dscores, input_grad=False)
-            opt.step()
+            step(i)
 
     def theirs():
         for i in range(steps):
@@ -72,9 +81,7 @@ HEADER = ["workload", "batch", "minicnn img/s", "torch img/s", "throughput ours/
 def profile_rows(batch, steps, size=64):
     """ms per step in each kind of layer (conv, bn, ...) and pass (forward/backward), and the
     step's total, by wrapping every layer's forward and backward in a timer."""
-    data = make_shapes(batch * 4, seed=0, size=size)
-    model = zoo.shapes_cnn(pretrained=False).train()
-    opt = Adam(model, lr=1e-3)
+    model, _, step = our_training(batch, 4, size)
     spent = collections.defaultdict(float)
     for name, layer in model._leaves():
         kind = re.sub(r"\d+$", "", name)
@@ -85,13 +92,6 @@ def profile_rows(batch, steps, size=64):
                 spent[_key] += time.perf_counter() - t
                 return out
             setattr(layer, method, timed)
-
-    def step(i):
-        sl = slice((i % 4) * batch, (i % 4 + 1) * batch)
-        _, dscores = softmax_cross_entropy(model.forward(data.images[sl]), data.labels[sl])
-        model.backward(dscores, input_grad=False)
-        opt.step()
-
     for i in range(3):
         step(i)
     spent.clear()

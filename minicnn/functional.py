@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 from .backend import get_xp
 from .conv import Conv2dCache, conv2d_backward, conv2d_forward
-from .im2col import (WINDOW_TAPS, check_geometry, col2im, conv_padding, disjoint_windows,
-                     max_pool_taps, over_channels, pad, pair, tap, unpad, windows)
+from .im2col import (check_geometry, col2im, conv_padding, disjoint_windows, max_pool_taps,
+                     over_channels, pad, pair, pools_by_rows, tap, unpad, windows)
 
 __all__ = [
     "RELU_RULES", "Conv2dCache", "conv2d_forward", "conv2d_backward",  # from .conv
@@ -96,11 +96,11 @@ def maxpool2d_backward(dout, cache):
     # NOTE: when kernel == stride the windows do not overlap, so each tap's pixels belong to one
     # window only and the product can be written straight into them (no += read-modify-write).
     disjoint = tuple(cache.kernel) == tuple(cache.stride)
-    by_window = disjoint and KH * KW > WINDOW_TAPS  # as im2col.max_pool_taps chose in the forward
+    by_rows = pools_by_rows(cache.kernel, cache.stride)  # as the forward reduced
 
     def block(cs):  # channels are independent: blocks of them run on the worker threads
         d, index = dout[:, cs], cache.argmax[:, cs]
-        if by_window:  # one row of KH*KW zeros per window, dout at its argmax, rows to pixels
+        if by_rows:  # one row of KH*KW zeros per window, dout at its argmax, rows to pixels
             rows = xp.zeros(d.shape + (KH * KW,), dtype=d.dtype)
             xp.put_along_axis(rows, index[..., None].astype(xp.intp), d[..., None], axis=-1)
             dst = disjoint_windows(dxp[:, cs], cache.kernel, out_hw)

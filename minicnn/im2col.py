@@ -201,16 +201,14 @@ def cols_block(view, n0, n1, r0, r1, buf, batch_first):
     return cols.reshape(C * KH * KW, nb * R * OW)
 
 
-WINDOW_TAPS = 16  # max-pool windows larger than this, side by side, take ``max_windows``
+WINDOW_TAPS = 16  # max-pool windows larger than this, side by side, are reduced as copied rows
 
 
-def max_pool_taps(xpad, kernel, stride, out_hw, need_index):
-    """Max-pool's reduction: ``max_windows`` for large windows side by side (kernel == stride,
-    more than WINDOW_TAPS taps: the shapes CNN's 8x8 pool4), ``max_taps`` otherwise. Both
-    return the same (out, index)."""
-    if tuple(kernel) == tuple(stride) and kernel[0] * kernel[1] > WINDOW_TAPS:
-        return max_windows(xpad, kernel, out_hw, need_index)
-    return max_taps(xpad, kernel, stride, out_hw, need_index)
+def pools_by_rows(kernel, stride):
+    """True when max-pool reduces copied window rows (``_max_over_rows``) rather than taps:
+    windows side by side (kernel == stride) of more than WINDOW_TAPS taps (the shapes CNN's
+    8x8 pool4). The forward and the backward both follow this rule."""
+    return tuple(kernel) == tuple(stride) and kernel[0] * kernel[1] > WINDOW_TAPS
 
 
 def disjoint_windows(xpad, kernel, out_hw):
@@ -219,39 +217,34 @@ def disjoint_windows(xpad, kernel, out_hw):
     return windows(xpad, kernel, kernel, (1, 1), out_hw).transpose(0, 1, 4, 5, 2, 3)
 
 
-def max_windows(xpad, kernel, out_hw, need_index):
-    """``max_taps`` for windows side by side: each window copied into one contiguous row of
-    KH*KW values, then ``max`` and ``argmax`` along it (argmax: the first maximum, as PyTorch).
+def max_pool_taps(xpad, kernel, stride, out_hw, need_index):
+    """Maximum over every KH x KW window of ``xpad``, and where it is.
 
-    NOTE: why: an 8x8 pool on a 16x16 map has 64 taps of only 2x2 outputs each, so
-    ``max_taps`` makes ~200 elementwise calls on tiny strided arrays; copying the windows
-    (one pass) and reducing contiguous rows was 4x faster on the shapes CNN's pool4. With 2x2
-    windows it is the other way round (rows of 4: 10x slower).
+    Returns (out, index): index[n, c, oh, ow] is the FIRST tap, in row-major order of the
+    window, that equals the maximum (PyTorch's rule when values tie), or None. Channels are
+    independent, so blocks of them run on the worker threads (``over_channels``), each reduced
+    by ``_max_over_taps`` or, for large windows side by side (``pools_by_rows``),
+    ``_max_over_rows``.
     """
     xp = get_xp(xpad)
     KH, KW = kernel
     out = xp.empty(xpad.shape[:2] + tuple(out_hw), dtype=xpad.dtype)
+    # NOTE: keep the index small: KH*KW < 256 for any pooling window in practice.
     itype = xp.uint8 if KH * KW < 256 else xp.int64
-    index = xp.empty(out.shape, dtype=itype) if need_index else None
+    index = xp.zeros(out.shape, dtype=itype) if need_index else None
+    reduce = _max_over_rows if pools_by_rows(kernel, stride) else _max_over_taps
 
-    def block(cs):  # channels are independent: blocks of them run on the worker threads
-        rows = disjoint_windows(xpad[:, cs], kernel, out_hw)
-        rows = rows.reshape(rows.shape[:4] + (KH * KW,))  # a copy: one row per window
-        if need_index:
-            index[:, cs] = i = rows.argmax(axis=-1)
-            out[:, cs] = xp.take_along_axis(rows, i[..., None], axis=-1)[..., 0]
-        else:
-            rows.max(axis=-1, out=out[:, cs])
+    def block(cs):
+        ix = None if index is None else index[:, cs]
+        reduce(xpad[:, cs], kernel, stride, out_hw, out[:, cs], ix)
 
     over_channels(block, xpad)
     return out, index
 
 
-def max_taps(xpad, kernel, stride, out_hw, need_index):
-    """Maximum over the KH*KW taps of every window (see ``tap``), and where it is.
-
-    Returns (out, index): index[n, c, oh, ow] is the FIRST tap, in row-major order of the
-    window, that equals the maximum (PyTorch's rule when values tie), or None.
+def _max_over_taps(xpad, kernel, stride, out_hw, out, index):
+    """``max_pool_taps`` as a running maximum over the KH*KW taps (see ``tap``), into ``out``
+    and (unless None) ``index``, which starts at zero.
 
     NOTE: the index is found after the maximum, by Horner's rule from the last tap back:
     index = ne_0 * (1 + ne_1 * (1 + ... ne_{T-2})), ne_t = [tap t != max] -- so 0 when tap 0 is
@@ -260,25 +253,33 @@ def max_taps(xpad, kernel, stride, out_hw, need_index):
     """
     xp = get_xp(xpad)
     KH, KW = kernel
-    out = xp.empty(xpad.shape[:2] + tuple(out_hw), dtype=xpad.dtype)
-    # NOTE: keep the index small: KH*KW < 256 for any pooling window in practice.
-    itype = xp.uint8 if KH * KW < 256 else xp.int64
-    index = xp.zeros(out.shape, dtype=itype) if need_index else None
+    taps = [tap(xpad, t // KW, t % KW, stride, out_hw) for t in range(KH * KW)]
+    xp.copyto(out, taps[0])
+    for v in taps[1:]:
+        xp.maximum(out, v, out=out)
+    if index is not None:
+        for v in taps[-2::-1]:
+            index += 1
+            index *= v != out
 
-    def block(cs):  # channels are independent: blocks of them run on the worker threads
-        taps = [tap(xpad[:, cs], t // KW, t % KW, stride, out_hw) for t in range(KH * KW)]
-        o = out[:, cs]
-        xp.copyto(o, taps[0])
-        for v in taps[1:]:
-            xp.maximum(o, v, out=o)
-        if need_index:
-            ix = index[:, cs]
-            for v in taps[-2::-1]:
-                ix += 1
-                ix *= v != o
 
-    over_channels(block, xpad)
-    return out, index
+def _max_over_rows(xpad, kernel, stride, out_hw, out, index):
+    """``max_pool_taps`` for windows side by side: each window copied into one contiguous row of
+    KH*KW values, then ``argmax`` (the first maximum) or ``max`` along it.
+
+    NOTE: why: an 8x8 pool on a 16x16 map has 64 taps of only 2x2 outputs each, so
+    ``_max_over_taps`` makes ~200 elementwise calls on tiny strided arrays; copying the windows
+    (one pass) and reducing contiguous rows was 4x faster on the shapes CNN's pool4. With 2x2
+    windows it is the other way round (rows of 4: 10x slower).
+    """
+    xp = get_xp(xpad)
+    rows = disjoint_windows(xpad, kernel, out_hw)
+    rows = rows.reshape(rows.shape[:4] + (kernel[0] * kernel[1],))  # a copy: one row per window
+    if index is None:
+        rows.max(axis=-1, out=out)
+        return
+    index[...] = i = rows.argmax(axis=-1)
+    out[...] = xp.take_along_axis(rows, i[..., None], axis=-1)[..., 0]
 
 
 def unpad(x, pads):
@@ -343,10 +344,11 @@ def over_channels(fn, x):
     the time of a shapes-CNN training step; in blocks they run on every core (ReLU on
     64x16x64x64: 1.6 -> 0.9 ms). Each block costs a hand-off of ~30 us, and more, smaller
     blocks were slower, batch norm's several passes included (16 one-channel blocks: ReLU
-    1.2 ms). Small arrays, 1-D arrays and CuPy (a GPU wants few, large kernels) get one block.
+    1.2 ms). Small arrays and CuPy (a GPU wants few, large kernels) get one block. ``x`` has at
+    least 2 axes.
     """
     xp = get_xp(x)
-    if x.ndim < 2 or x.size < SPLIT_MIN or xp.__name__ != "numpy":
+    if x.size < SPLIT_MIN or xp.__name__ != "numpy":
         return [fn(slice(None))]
     C = x.shape[1]
     # channels play the part of chunks' "images": one block of about size/THREADS per thread

@@ -191,7 +191,7 @@ def test_fast_paths_keep_dtype(dtype):
                                ((5, 4), (5, 4), (2, 1)), ((4, 5), (4, 5), 0)]), st.booleans())
 def test_maxpool_taps_agree_with_naive_on_ties(seed, geom, ties):
     """Disjoint windows (kernel == stride, the VGG case), overlapping ones, and large disjoint
-    windows (20-25 taps: ``im2col.max_windows``, with padding and floor-mode remainders);
+    windows (20-25 taps: ``im2col._max_over_rows``, with padding and floor-mode remainders);
     post-ReLU ties."""
     k, s, p = geom
     rng = np.random.default_rng(seed)
@@ -211,7 +211,7 @@ def test_maxpool_large_windows_agree_with_naive(kernel):
     """The shapes CNN's pool4 (8x8 on 16x16) and a window too large for a uint8 index."""
     rng = np.random.default_rng(11)
     x = np.maximum(rng.standard_normal((2, 3, 2 * kernel[0] + 1, 2 * kernel[1])), 0)  # ties at 0
-    assert kernel[0] * kernel[1] > im2col.WINDOW_TAPS
+    assert im2col.pools_by_rows(kernel, kernel)
     out_f, cf = Fn.maxpool2d_forward(x, kernel)
     out_n, cn = naive.maxpool2d_forward(x, kernel)
     close(out_f, out_n)
