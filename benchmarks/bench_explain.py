@@ -7,8 +7,8 @@ Captum and pytorch-grad-cam (where installed), on the same network, weights and 
 
 Grad-CAM is taken at the paper's layer (VGG16: features.29 = relu5_3; the last spatial layer
 otherwise) for one fixed class per image, and every contender returns the upsampled map:
-- minicnn: ``gradcam.grad_cam`` (public API) and ``capture+grad_from`` (the same engine with
-  ``Sequential.forward(grad_from=layer)``: no cache below the layer);
+- minicnn: ``gradcam.grad_cam`` (public API) and ``capture+stop_at`` (the same engine with
+  ``Sequential.forward(stop_at=layer)``: no cache below the layer);
 - torch head-only: the trunk under no_grad, autograd only from the layer up (the best torch does);
 - Captum LayerGradCam / GuidedBackprop / GuidedGradCam; pytorch-grad-cam GradCAM (which
   back-propagates into every parameter) / GuidedBackpropReLUModel.
@@ -35,11 +35,11 @@ LAYER = {"vgg16": "features.29"}
 
 
 def grad_cam_grad_from(model, x, layer, target):
-    """Grad-CAM with the engine's one change: ``forward(..., grad_from=layer)``."""
+    """Grad-CAM with the engine's one change: ``forward(..., stop_at=layer)``."""
     with eval_mode(model):
-        logits = model.forward(x, keep=layer, grad_from=layer)
+        logits = model.forward(x, keep=layer, stop_at=layer)
         A = model.activations[layer]
-        dA = model.backward(class_score(target)(logits), stop_at=layer, param_grads=False)
+        dA = model.backward(class_score(target)(logits), stop_at=layer, need_dw=False)
     alpha = dA.mean(axis=(2, 3))
     coarse = np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)
     return normalize(resize(coarse, x.shape[-2:]))
@@ -106,7 +106,7 @@ def contenders(method, model, net, layer, x, target):
 
     if method == "gradcam":
         fns["minicnn grad_cam"] = lambda: gradcam.grad_cam(model, x, target, layer)
-        fns["minicnn grad_from"] = lambda: grad_cam_grad_from(model, x, layer, target)
+        fns["minicnn stop_at"] = lambda: grad_cam_grad_from(model, x, layer, target)
         fns["torch head-only"] = lambda: torch_grad_cam(net, mod(), xt, target)
         if ca is not None:
             def captum_gc():
@@ -171,7 +171,7 @@ def main(argv=None):
         return 1
     print("peers:", "Captum" if captum() else "(no Captum)",
           "pytorch-grad-cam" if pytorch_grad_cam() else "(no pytorch-grad-cam)")
-    print("(Grad-CAM rows: minicnn = gradcam.grad_cam / the engine with grad_from, both ratios)")
+    print("(Grad-CAM rows: minicnn = gradcam.grad_cam / the engine with stop_at, both ratios)")
     print(table(HEADER, []))
     return explain_rows(args.models, args.batches, args.methods, args.repeats)
 

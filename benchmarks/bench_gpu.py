@@ -94,7 +94,7 @@ def main(argv=None):
         xg = cp.asarray(x)
         fns = {"ours forward": (lambda: model.forward(xg), cp_sync),
                "ours grad_cam": (lambda: gradcam.grad_cam(model, xg, target, layer), cp_sync),
-               "ours grad_from": (lambda: grad_cam_grad_from(model, xg, layer, target), cp_sync)}
+               "ours stop_at": (lambda: grad_cam_grad_from(model, xg, layer, target), cp_sync)}
         if torch is not None:
             from bench_explain import torch_grad_cam
 
@@ -130,8 +130,8 @@ def main(argv=None):
             print(f"batch {N}: max |logit diff| ours vs torch {diff:.1e}")
         t = race_gpu(fns, args.repeats)
         for ours, peer in [("ours forward", "torch forward"), ("ours grad_cam", "torch full-backward grad_cam"),
-                           ("ours grad_from", "torch full-backward grad_cam"),
-                           ("ours grad_from", "torch head-only grad_cam")]:
+                           ("ours stop_at", "torch full-backward grad_cam"),
+                           ("ours stop_at", "torch head-only grad_cam")]:
             if peer in t:
                 rows.append([ours[5:], N, ms(t[ours]), peer, ms(t[peer]), fmt_ratio(t[ours], t[peer])])
             elif peer == "torch forward":

@@ -22,7 +22,7 @@ WORKLOADS = {
     "ours model alone": "minicnn VGG16 built, nothing run",
     "ours forward": "model.forward",
     "ours grad_cam": "gradcam.grad_cam at features.29 (public API, caches every layer)",
-    "ours grad_cam grad_from": "the same engine with forward(grad_from=layer)",
+    "ours grad_cam stop_at": "the same engine with forward(stop_at=layer)",
     "ours guided_backprop": "gradcam.guided_backprop",
     "torch model alone": "torch VGG16 built, nothing run",
     "torch forward": "no_grad forward",
@@ -32,8 +32,8 @@ WORKLOADS = {
     "captum GuidedBackprop": "captum.attr.GuidedBackprop",
 }
 PAIRS = [("ours model alone", "torch model alone"), ("ours forward", "torch forward"),
-         ("ours grad_cam", "torch head-only grad_cam"), ("ours grad_cam grad_from", "torch head-only grad_cam"),
-         ("ours grad_cam grad_from", "captum LayerGradCam"), ("ours grad_cam", "pytorch-grad-cam GradCAM"),
+         ("ours grad_cam", "torch head-only grad_cam"), ("ours grad_cam stop_at", "torch head-only grad_cam"),
+         ("ours grad_cam stop_at", "captum LayerGradCam"), ("ours grad_cam", "pytorch-grad-cam GradCAM"),
          ("ours guided_backprop", "captum GuidedBackprop")]
 
 
@@ -52,7 +52,7 @@ def child(name, batch):
             run = lambda: model.forward(x)  # noqa: E731
         elif name == "ours grad_cam":
             run = lambda: gradcam.grad_cam(model, x, target, "features.29")  # noqa: E731
-        elif name == "ours grad_cam grad_from":
+        elif name == "ours grad_cam stop_at":
             from bench_explain import grad_cam_grad_from
 
             run = lambda: grad_cam_grad_from(model, x, "features.29", np.array(target))  # noqa: E731

@@ -39,7 +39,7 @@ def our_training(batch, n_batches, size=64):
     def step(i):
         sl = slice((i % n_batches) * batch, (i % n_batches + 1) * batch)
         _, dscores = softmax_cross_entropy(model.forward(data.images[sl]), data.labels[sl])
-        model.backward(dscores, input_grad=False)
+        model.backward(dscores, need_dx=False)
         opt.step()
 
     return model, data, step

@@ -46,7 +46,7 @@ def main(argv=None):
     erows = bench_explain.main(["--repeats", str(max(3, reps - 2))])
     parts += ["", "### Explanations (Grad-CAM, guided backprop, Guided Grad-CAM)", "",
               "minicnn ms: `gradcam.<method>`; for Grad-CAM also the same engine with "
-              "`forward(grad_from=layer)` (ratios for both, in that order).", "",
+              "`forward(stop_at=layer)` (ratios for both, in that order).", "",
               table(bench_explain.HEADER, erows)]
     trows = bench_train.main(["--repeats", str(reps)])
     parts += ["", "### Training", "", table(bench_train.HEADER, trows)]

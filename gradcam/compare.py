@@ -167,7 +167,7 @@ def _linear_maps(model, x, target, names):
         logits = model.forward(x, keep=names)
         dy = class_score(target)(logits)
         for n in names:
-            dA = model.backward(dy, stop_at=n, param_grads=False)
+            dA = model.backward(dy, stop_at=n, need_dw=False)
             out[n] = np.asarray(C.linear_map(model.activations[n], dA)[0], dtype=np.float64)
     return out
 

@@ -17,7 +17,7 @@ Conventions of this module (also in DESIGN.md):
 - Evaluation mode. An explanation must be a deterministic function of the input, so every
   function here runs the model in eval mode (Dropout is the identity, BatchNorm uses its
   running statistics) and then restores each layer's previous ``training`` flag. Parameters
-  and buffers are never written, no parameter gradient is computed (``param_grads=False``)
+  and buffers are never written, no parameter gradient is computed (``need_dw=False``)
   and the gradients of an earlier training backward are kept (see ``eval_mode``).
 - Input. ``x`` is (N, C, H, W); a single (C, H, W) image is accepted and gets a batch axis
   (results then have N = 1). NaN or inf input is a ValueError.
@@ -98,7 +98,7 @@ def eval_mode(model):
     """Run the body with ``model`` in eval mode; afterwards restore every layer's ``training``
     flag and its parameter gradients.
 
-    NOTE: the explanation's backward runs with param_grads=False, which leaves ``grads`` alone;
+    NOTE: the explanation's backward runs with need_dw=False, which leaves ``grads`` alone;
     restoring them as well keeps this guarantee independent of that detail.
     """
     saved = [(lay, lay.training, lay.grads) for _, lay in model.named_layers()]
@@ -192,7 +192,7 @@ def _engine(model, x, layer, seed_fn, relu_rule="standard", spatial=False):
         # NOTE: the backward below stops at ``layer``, so the layers up to it need no cache
         # (less memory and work); with layer=None it runs to the input and needs them all.
         named = isinstance(layer, str)
-        logits = model.forward(x, keep=keep, grad_from=layer if named else None)
+        logits = model.forward(x, keep=keep, stop_at=layer if named else None)
         if layer is _LAST_SPATIAL:
             layer = last_spatial_layer(model.shapes, model)
             model.activations = {layer: model.activations[layer]}
@@ -208,7 +208,7 @@ def _engine(model, x, layer, seed_fn, relu_rule="standard", spatial=False):
         if tuple(dy.shape) != tuple(logits.shape):
             raise ValueError(f"seed_fn returned shape {tuple(dy.shape)}, "
                              f"expected {tuple(logits.shape)}")
-        dA = model.backward(dy, stop_at=layer, param_grads=False, relu_rule=relu_rule)
+        dA = model.backward(dy, stop_at=layer, need_dw=False, relu_rule=relu_rule)
     return logits, A, dA, layer
 
 

@@ -227,9 +227,9 @@ names = ["relu1", "pool1", "relu2", "pool2", "relu3", "relu4"]
 scores = model(x1, keep=names)
 acts = dict(model.activations)
 _, dscores = losses.softmax_cross_entropy(scores, y1)
-gmaps = {n: np.abs(model.backward(dscores, stop_at=n, param_grads=False)).sum(axis=1)[0]
+gmaps = {n: np.abs(model.backward(dscores, stop_at=n, need_dw=False)).sum(axis=1)[0]
          for n in names}
-gmaps["input"] = np.abs(model.backward(dscores, param_grads=False)).sum(axis=1)[0]
+gmaps["input"] = np.abs(model.backward(dscores, need_dw=False)).sum(axis=1)[0]
 print("predicted", model.class_names[int(scores.argmax())], "for a", model.class_names[int(y1[0])])
 # prints: predicted triangle for a triangle
 

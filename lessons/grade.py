@@ -435,7 +435,7 @@ A3 = Assignment("A3", "03_gradcam.py", "Grad-CAM weights and map (Eqs. 1-2), the
          lambda m, c: a3_weights(m, c, "counterfactual")),
     Part("class_score_gradient: gradient check on a random float64 net", 2,
          "seed the backward with a one-hot row per image (dy[n, c[n]] = 1), and stop at the "
-         "layer: model.backward(dy, stop_at=layer, param_grads=False)", a3_gradient),
+         "layer: model.backward(dy, stop_at=layer, need_dw=False)", a3_gradient),
     Part("end to end: your four functions vs gradcam.grad_cam on zoo.shapes_cnn", 2,
          "if the parts above pass, check the shapes: A is the layer's OUTPUT, "
          "model.activations[layer] after model.forward(x, keep=[layer])", a3_end_to_end),

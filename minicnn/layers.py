@@ -8,7 +8,7 @@ norm's running statistics), ``training`` and ``cache`` (``None`` until ``forward
     dx  = layer.backward(dout, ...)   # returns dL/dx and OVERWRITES layer.grads
 
 ``backward`` takes three keyword options, shared by all layers so a model can pass
-them down uniformly: ``param_grads`` (compute parameter gradients or skip them),
+them down uniformly: ``need_dw`` (compute parameter gradients or skip them),
 ``relu_rule`` (only ReLU/ReLU6 read it) and ``need_dx`` (skip the input gradient).
 The containers ``Sequential`` and ``Residual`` live in ``minicnn.model``.
 """
@@ -55,7 +55,7 @@ class Layer:
 
     def infer(self, x):
         """The forward's output without a cache, for a layer that no backward will reach
-        (``Sequential.forward(x, grad_from=...)``). ``cache`` becomes None, so a backward
+        (``Sequential.forward(x, stop_at=...)``). ``cache`` becomes None, so a backward
         through this layer raises "call forward first" instead of using stale state.
 
         The default runs ``forward`` and drops the cache; layers override it where skipping
@@ -65,17 +65,17 @@ class Layer:
         self.cache = None
         return out
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         raise NotImplementedError  # pragma: no cover
 
     def __call__(self, x):
         return self.forward(x)
 
-    def _weighted_backward(self, backward_fn, dout, param_grads, need_dx):
+    def _weighted_backward(self, backward_fn, dout, need_dw, need_dx):
         """Shared by the layers with a weight and an optional bias (Conv2d, Linear):
         ``backward_fn(dout, cache, need_dx, need_dw) -> (dx, dw, db)``, then store dw, db."""
-        dx, dw, db = backward_fn(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
-        if param_grads:
+        dx, dw, db = backward_fn(dout, self._cached(), need_dx=need_dx, need_dw=need_dw)
+        if need_dw:
             self.grads["weight"] = dw
             if db is not None:
                 self.grads["bias"] = db
@@ -127,9 +127,9 @@ class Conv2d(Layer):
                                             self.stride, self.padding, self.dilation, self.groups)
         return out
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
-        """dL/dx; with ``param_grads`` it overwrites grads["weight"] (and grads["bias"])."""
-        return self._weighted_backward(Fn.conv2d_backward, dout, param_grads, need_dx)
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
+        """dL/dx; with ``need_dw`` it overwrites grads["weight"] (and grads["bias"])."""
+        return self._weighted_backward(Fn.conv2d_backward, dout, need_dw, need_dx)
 
     def config(self):
         return {"type": "Conv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -158,9 +158,9 @@ class Linear(Layer):
         out, self.cache = Fn.linear_forward(x, self.params["weight"], self.params.get("bias"))
         return out
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
-        """dL/dx; with ``param_grads`` it overwrites grads["weight"] (and grads["bias"])."""
-        return self._weighted_backward(Fn.linear_backward, dout, param_grads, need_dx)
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
+        """dL/dx; with ``need_dw`` it overwrites grads["weight"] (and grads["bias"])."""
+        return self._weighted_backward(Fn.linear_backward, dout, need_dw, need_dx)
 
     def config(self):
         return {"type": "Linear", "in_features": self.in_features,
@@ -180,7 +180,7 @@ class ReLU(Layer):
         self.cache = None
         return Fn.relu_forward(x, self.upper, need_mask=False)[0]
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         return Fn.relu_backward(dout, self._cached(), relu_rule) if need_dx else None
 
 
@@ -209,7 +209,7 @@ class MaxPool2d(Layer):
         self.cache = None
         return Fn.maxpool2d_infer(x, self.kernel_size, self.stride, self.padding)
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         return self._backward_fn(dout, self._cached()) if need_dx else None
 
     def config(self):
@@ -232,7 +232,7 @@ class GlobalAvgPool2d(Layer):
         out, self.cache = Fn.global_avg_pool_forward(x)
         return out
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         return Fn.global_avg_pool_backward(dout, self._cached()) if need_dx else None
 
 
@@ -267,7 +267,7 @@ class AdaptiveAvgPool2d(Layer):
             return x  # NOTE: identity bins; skip two matrix products
         return Ph @ x @ Pw.T
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         Ph, Pw = self._cached()
         if not need_dx:
             return None
@@ -286,7 +286,7 @@ class Flatten(Layer):
         self.cache = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         return dout.reshape(self._cached()) if need_dx else None
 
 
@@ -310,7 +310,7 @@ class Dropout(Layer):
         out, self.cache = Fn.dropout_forward(x, self.p, keep)
         return out
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         if not need_dx:
             return None
         return dout if self.cache is None else Fn.dropout_backward(dout, self.cache)
@@ -346,9 +346,9 @@ class BatchNorm2d(Layer):
             b["running_var"] = ((1 - mom) * b["running_var"] + mom * unbiased).astype(x.dtype)
         return out
 
-    def backward(self, dout, *, param_grads=True, relu_rule="standard", need_dx=True):
-        dx, dg, db = Fn.batchnorm2d_backward(dout, self._cached(), need_dx=need_dx, need_dw=param_grads)
-        if param_grads:
+    def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
+        dx, dg, db = Fn.batchnorm2d_backward(dout, self._cached(), need_dx=need_dx, need_dw=need_dw)
+        if need_dw:
             self.grads["weight"], self.grads["bias"] = dg, db
         return dx
 

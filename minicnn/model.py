@@ -5,14 +5,14 @@ layer ``0`` gives ``features.0``; its weight is ``features.0.weight`` in the sta
 
 What Grad-CAM needs from a model, and where it is:
 
-    y = model.forward(x, keep=("conv3",), grad_from="conv3")   # model.activations["conv3"] is A
-    dA = model.backward(dy, stop_at="conv3", param_grads=False)   # dy/dA, nothing below conv3
+    y = model.forward(x, keep=("conv3",), stop_at="conv3")   # model.activations["conv3"] is A
+    dA = model.backward(dy, stop_at="conv3", need_dw=False)   # dy/dA, nothing below conv3
 
-(``grad_from`` is optional: the layers up to conv3 then keep no cache, since this backward
+(``stop_at`` is optional: the layers up to conv3 then keep no cache, since this backward
 never reaches them.)
 
 ``backward`` walks the layers in reverse and returns as soon as it holds the gradient
-at the output of ``stop_at``; ``param_grads=False`` skips every weight gradient and
+at the output of ``stop_at``; ``need_dw=False`` skips every weight gradient and
 ``relu_rule`` ("standard", "deconvnet", "guided") changes only how ReLUs pass
 gradients back, for this call, without touching the model.
 """
@@ -29,19 +29,19 @@ from .functional import RELU_RULES
 class _Record:
     """What one forward pass remembers: the outputs asked for, and every output's shape."""
 
-    def __init__(self, keep, grad_from=None):
+    def __init__(self, keep, stop_at=None):
         self.keep = set(keep)
         self.activations, self.shapes = {}, {}
-        # NOTE: until ``grad_from``'s output is recorded, no backward will reach the layers
+        # NOTE: until ``stop_at``'s output is recorded, no backward will reach the layers
         # that run, so they use the cache-free ``Layer.infer``; after it, the normal forward.
-        self.caching = grad_from is None
-        self.grad_from = grad_from
+        self.caching = stop_at is None
+        self.stop_at = stop_at
 
     def add(self, name, out):
         self.shapes[name] = tuple(out.shape)
         if name in self.keep:
             self.activations[name] = out
-        if name == self.grad_from:
+        if name == self.stop_at:
             self.caching = True
 
 
@@ -209,22 +209,22 @@ class Sequential(_Container):
         self.activations, self.shapes = {}, {}
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x, keep=(), grad_from=None):
+    def forward(self, x, keep=(), stop_at=None):
         """Run the network. Outputs of the layers named in ``keep`` go to ``self.activations``;
         every layer's output shape goes to ``self.shapes`` (cheap, and tells which are spatial).
 
-        ``grad_from``: the name of the layer a following backward will stop at (its
-        ``stop_at``). The layers that run up to and including it keep no cache (nothing
+        ``stop_at``: the name of the layer a following backward will stop at (the same
+        ``stop_at`` as ``backward``'s). The layers that run up to and including it keep no cache (nothing
         below it is differentiated), which saves their memory and, for ReLU and max-pool,
         some work. ``None`` (the default) caches every layer.
         """
         keep = (keep,) if isinstance(keep, str) else tuple(keep)
         names = set(self.layer_names())
-        unknown = [k for k in keep + ((grad_from,) if grad_from is not None else ()) if k not in names]
+        unknown = [k for k in keep + ((stop_at,) if stop_at is not None else ()) if k not in names]
         if unknown:
             raise KeyError(f"unknown layer {unknown[0]!r}; layers are: {', '.join(self.layer_names())}")
         x = self._check_input(x)
-        rec = _Record(keep, grad_from)
+        rec = _Record(keep, stop_at)
         out = self._forward(x, "", rec)
         self.activations, self.shapes = rec.activations, rec.shapes
         return out
@@ -258,35 +258,35 @@ class Sequential(_Container):
             rec.add(full, x)
         return x
 
-    def __call__(self, x, keep=(), grad_from=None):
-        return self.forward(x, keep, grad_from)
+    def __call__(self, x, keep=(), stop_at=None):
+        return self.forward(x, keep, stop_at)
 
     # ----------------------------------------------------------------- backward
-    def backward(self, dout, stop_at=None, param_grads=True, relu_rule="standard", input_grad=True):
+    def backward(self, dout, stop_at=None, need_dw=True, relu_rule="standard", need_dx=True):
         """Backpropagate ``dout`` (the gradient at the output, e.g. dL/dlogits).
 
         Parameters
         ----------
         dout : (N, classes) or whatever the last layer outputs
         stop_at : name of a layer; return the gradient at ITS OUTPUT and go no further
-        param_grads : compute parameter gradients (False: skip every dw product)
+        need_dw : compute parameter gradients (False: skip every dw product)
         relu_rule : "standard", "deconvnet" or "guided", for every ReLU/ReLU6 in this call
-        input_grad : compute the gradient at the input (False saves the first layer's dx)
+        need_dx : compute the gradient at the input (False saves the first layer's dx)
         Returns
         -------
-        the gradient at the input (or at ``stop_at``'s output); None if input_grad=False
+        the gradient at the input (or at ``stop_at``'s output); None if need_dx=False
         """
         if relu_rule not in RELU_RULES:
             raise ValueError(f"unknown relu_rule {relu_rule!r}; use one of {RELU_RULES}")
         if stop_at is not None and stop_at not in self.layer_names():
             raise KeyError(f"unknown layer {stop_at!r}; layers are: {', '.join(self.layer_names())}")
-        opts = dict(stop_at=stop_at, param_grads=param_grads, relu_rule=relu_rule)
-        if param_grads:
+        opts = dict(stop_at=stop_at, need_dw=need_dw, relu_rule=relu_rule)
+        if need_dw:
             # NOTE: clear every layer first, so layers below ``stop_at`` hold no stale gradients
-            # that an optimiser could apply; param_grads=False (explanations) leaves them alone.
+            # that an optimiser could apply; need_dw=False (explanations) leaves them alone.
             for _, lay in self._leaves():
                 lay.grads = {}
-        grad, _ = self._backward(dout, "", opts, skip_dx=not input_grad)
+        grad, _ = self._backward(dout, "", opts, skip_dx=not need_dx)
         return grad
 
     def _backward(self, dout, prefix, opts, skip_dx=False):
@@ -302,7 +302,7 @@ class Sequential(_Container):
                 if stopped:
                     return dout, True
             else:
-                dout = layer.backward(dout, param_grads=opts["param_grads"],
+                dout = layer.backward(dout, need_dw=opts["need_dw"],
                                       relu_rule=opts["relu_rule"], need_dx=not first)
         return dout, False
 

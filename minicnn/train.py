@@ -4,7 +4,7 @@ One step is the chain every lesson draws:
 
     scores = model(x_batch)                               forward, train mode
     L, dscores = softmax_cross_entropy(scores, y_batch)   dL/dscores = (p - onehot) / B
-    model.backward(dscores, input_grad=False)             parameter grads, no dL/dx
+    model.backward(dscores, need_dx=False)             parameter grads, no dL/dx
     optimizer.step()                                      p <- p - lr * update(grad)
 
 Reproducibility: epoch ``e`` shuffles with its own generator,
@@ -270,7 +270,7 @@ def fit(model, optimizer, X, y, epochs, batch_size=64, seed=0, val=None, checkpo
             yb = y[idx]
             scores = model(xb)
             loss, dscores = softmax_cross_entropy(scores, yb)
-            model.backward(dscores, input_grad=False)  # stores parameter grads only
+            model.backward(dscores, need_dx=False)  # stores parameter grads only
             optimizer.step()
             loss_sum += loss * (b - a)  # sum over samples: batches may differ in size
             correct += accuracy(scores, yb) * (b - a)

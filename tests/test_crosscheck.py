@@ -110,7 +110,7 @@ def test_gradient_at_inner_layer_matches_autograd(seed, head, layer):
     scores = model.forward(x, keep=[layer])
     seed_grad = np.zeros_like(scores)
     seed_grad[:, 1] = 1.0  # y^c for c = 1
-    dA = model.backward(seed_grad, stop_at=layer, param_grads=False)
+    dA = model.backward(seed_grad, stop_at=layer, need_dw=False)
     A = model.activations[layer]
     assert dA.shape == A.shape
 

@@ -258,7 +258,7 @@ def test_float32_training_gradients_match_float64_on_shapes_cnn():
     assert flips <= 2  # near-ties are rare: the routing fix-up must not hide a real difference
     grads = []
     for model, ds in zip(models, dscores):
-        model.backward(ds, input_grad=False)
+        model.backward(ds, need_dx=False)
         grads.append(model.grad_dict())
     for key, g64 in grads[1].items():
         assert rel_error(grads[0][key], g64) < 1e-5, key

@@ -40,9 +40,9 @@ class TinyLinear:
         self._x = x.reshape(len(x), -1)
         return self._x @ self.params["fc.weight"].T + self.params["fc.bias"]
 
-    def backward(self, dout, input_grad=True, **_):
+    def backward(self, dout, need_dx=True, **_):
         self.grads = {"fc.weight": dout.T @ self._x, "fc.bias": dout.sum(axis=0)}
-        return dout @ self.params["fc.weight"] if input_grad else None
+        return dout @ self.params["fc.weight"] if need_dx else None
 
     def named_parameters(self):
         return [(k, p, self.grads[k]) for k, p in self.params.items()]

@@ -53,9 +53,9 @@ def test_stop_at_returns_the_gradient_at_that_output_and_goes_no_further():
     m.backward(dy)
     full_grads = m.grad_dict()
     m(x)
-    dA = m.backward(dy, stop_at="relu", param_grads=False)
+    dA = m.backward(dy, stop_at="relu", need_dw=False)
     assert dA.shape == (2, 4, 3, 3)
-    # param_grads=False computes no parameter gradient and leaves the last ones untouched
+    # need_dw=False computes no parameter gradient and leaves the last ones untouched
     assert m.grad_dict().keys() == full_grads.keys()
     np.testing.assert_array_equal(m["features.0"].grads["weight"], full_grads["features.0.weight"])
     # the gradient at relu's output, pushed through gap + fc by hand: dy @ W / Z
@@ -63,7 +63,7 @@ def test_stop_at_returns_the_gradient_at_that_output_and_goes_no_further():
     np.testing.assert_allclose(dA, np.broadcast_to((dy @ W)[:, :, None, None] / 9, dA.shape))
     # stopping inside a residual body, with parameter gradients above the stop only
     m(x)
-    m.backward(dy, stop_at="features.3.act", param_grads=True)
+    m.backward(dy, stop_at="features.3.act", need_dw=True)
     got = m.grad_dict()
     assert "features.3.project.weight" in got and "features.3.expand.weight" not in got
     np.testing.assert_allclose(got["fc.weight"], full_grads["fc.weight"])
@@ -92,7 +92,7 @@ def test_input_grad_false_skips_the_first_layer_dx():
     m = small()
     x = np.random.default_rng(6).standard_normal((2, 3, 6, 6))
     m(x)
-    assert m.backward(np.ones((2, 3)), input_grad=False) is None
+    assert m.backward(np.ones((2, 3)), need_dx=False) is None
     assert "features.0.weight" in m.grad_dict()
 
 

@@ -10,7 +10,7 @@ The fast paths (see ``minicnn.functional`` and ``minicnn.winograd``):
   and for large windows side by side (> im2col.WINDOW_TAPS taps) as max/argmax over copied rows;
 - blocks of channels on the worker threads (``im2col.over_channels``) for ReLU, batch norm and
   max-pool: forced on small arrays here, with ragged blocks, against the one-block run;
-- ``Sequential.forward(grad_from=...)``: cache-free layers below the layer backward stops at.
+- ``Sequential.forward(stop_at=...)``: cache-free layers below the layer backward stops at.
 
 Tolerances. Exact reorderings of the same sum are checked at TWIN_TOL = 1e-10 in float64, as in
 test_naive_vs_fast. Winograd adds and subtracts input and weight values before multiplying, so
@@ -346,22 +346,22 @@ def test_grad_from_skips_caches_below_and_changes_nothing(layer):
     model = _net(rng)
     x, dy = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((2, 4))
     y_ref = model.forward(x, keep=layer)
-    dA_ref = model.backward(dy, stop_at=layer, param_grads=False)
-    y = model.forward(x, keep=layer, grad_from=layer)
+    dA_ref = model.backward(dy, stop_at=layer, need_dw=False)
+    y = model.forward(x, keep=layer, stop_at=layer)
     np.testing.assert_array_equal(y, y_ref)
-    np.testing.assert_array_equal(model.backward(dy, stop_at=layer, param_grads=False), dA_ref)
+    np.testing.assert_array_equal(model.backward(dy, stop_at=layer, need_dw=False), dA_ref)
     order = [n for n, lay in model.named_layers() if not isinstance(lay, Sequential)]
     below = order[:order.index(layer) + 1] if layer in order else order[:order.index("block.act") + 1]
     for name in order:
         assert (model[name].cache is None) == (name in below), name
     with pytest.raises(RuntimeError, match="call forward first"):
-        model.backward(dy)  # past grad_from there is nothing to differentiate with
+        model.backward(dy)  # past stop_at there is nothing to differentiate with
 
 
 def test_grad_from_unknown_layer_is_a_key_error():
     model = _net(np.random.default_rng(9))
     with pytest.raises(KeyError, match="conv1"):
-        model.forward(np.zeros((1, 3, 8, 8)), grad_from="nope")
+        model.forward(np.zeros((1, 3, 8, 8)), stop_at="nope")
 
 
 # --------------------------------------------------------------------------- backends

@@ -36,7 +36,7 @@ HAS_LITE0 = hasattr(zoo, "efficientnet_lite0")
 MODELS = ["small_cnn", "shapes_cnn", "shapes_gap", "vgg16",
           pytest.param("efficientnet_lite0", marks=pytest.mark.skipif(
               not HAS_LITE0, reason="minicnn.zoo.efficientnet_lite0 does not exist yet"))]
-QUANTITIES = ("logits", "param_grads", "input_grad", "activations", "gradients", "alpha",
+QUANTITIES = ("logits", "need_dw", "need_dx", "activations", "gradients", "alpha",
               "linear_map", "coarse", "counterfactual", "heatmap", "guided_backprop",
               "deconvnet")
 
@@ -55,7 +55,7 @@ def errors(name):
     theirs = dict(theirs, heatmap=torch_heatmap(theirs["coarse"], ours["heatmap"].shape[1:]))
     out = {}
     for q in QUANTITIES:
-        if q == "param_grads":
+        if q == "need_dw":
             assert set(ours[q]) == set(theirs[q]), set(ours[q]) ^ set(theirs[q])
             out[q] = max(rel_error(ours[q][k], theirs[q][k]) for k in theirs[q])
         else:
@@ -78,7 +78,7 @@ def test_crosscheck_is_not_vacuous(name):
     ours, _ = T.quantities(name)
     assert ours["coarse"].max() > 0 and ours["counterfactual"].max() > 0
     assert np.abs(ours["guided_backprop"]).max() > 0 and np.abs(ours["deconvnet"]).max() > 0
-    assert all(np.abs(g).max() > 0 for k, g in ours["param_grads"].items() if "running" not in k)
+    assert all(np.abs(g).max() > 0 for k, g in ours["need_dw"].items() if "running" not in k)
 
 
 def test_vgg16_torchvision_names_load_key_for_key():

@@ -264,7 +264,7 @@ def relu_rule(twin, rule):
 def torch_quantities(twin, x, target, layer):
     """Everything the cross-check compares, from torch autograd on the twin (float64).
 
-    Returns dict of NumPy arrays: logits, input_grad (of sum_n y[n, c_n]), param_grads
+    Returns dict of NumPy arrays: logits, need_dx (of sum_n y[n, c_n]), need_dw
     (dict, state-dict keys), activations A and gradients dA at ``layer``, alpha, linear_map,
     coarse (Grad-CAM), counterfactual (the coarse map for each image's least likely class),
     guided_backprop, deconvnet.
@@ -287,9 +287,9 @@ def torch_quantities(twin, x, target, layer):
     A, dA = store["A"].detach(), store["A"].grad.detach()
     alpha = dA.mean(dim=(2, 3))
     lin = (alpha[:, :, None, None] * A).sum(1)
-    out = {"logits": y.detach(), "input_grad": xt.grad.detach(), "activations": A,
+    out = {"logits": y.detach(), "need_dx": xt.grad.detach(), "activations": A,
            "gradients": dA, "alpha": alpha, "linear_map": lin, "coarse": F.relu(lin),
-           "param_grads": {k: p.grad.detach().clone() for k, p in twin.named_parameters()}}
+           "need_dw": {k: p.grad.detach().clone() for k, p in twin.named_parameters()}}
     # the counterfactual of each image's LEAST likely class (the top-1's is often empty)
     handle = twin.get_submodule(layer).register_forward_hook(keep)
     y = twin(torch.tensor(x))
@@ -317,7 +317,7 @@ def minicnn_quantities(model, x, target, layer):
     grads = {k: np.array(v) for k, v in model.grad_dict().items()}
     r = gradcam.grad_cam(model, x, list(target), layer)
     rc = gradcam.grad_cam(model, x, list(logits.argmin(1)), layer, counterfactual=True)
-    return {"logits": logits, "input_grad": dx, "param_grads": grads,
+    return {"logits": logits, "need_dx": dx, "need_dw": grads,
             "activations": r.activations, "gradients": r.gradients, "alpha": r.weights,
             "linear_map": r.linear_map, "coarse": r.coarse, "counterfactual": rc.coarse,
             "guided_backprop": gradcam.guided_backprop(model, x, list(target)),

@@ -56,7 +56,7 @@ def class_score_gradient(model, x, c, layer):
     """
     # TODO(student): 1. logits = model.forward(x, keep=[layer]);  A = model.activations[layer]
     #                2. the seed dy = dy^c/dlogits: one-hot, row n has its 1 in column c[n]
-    #                3. dA = model.backward(dy, stop_at=layer, param_grads=False)
+    #                3. dA = model.backward(dy, stop_at=layer, need_dw=False)
     raise NotImplementedError("A3: write class_score_gradient (lesson 05, section 1)")
 
 
