@@ -128,9 +128,9 @@ def upsample(m, size, kind):
 
 # --------------------------------------------------------------------------- the presets
 @preset("minicnn", alpha="mean", relu=True, resize="bilinear", norm="max",
-        source="this project (DESIGN.md; GradCAMResult.heatmap)")
+        source="this project (docs/design.md; GradCAMResult.heatmap)")
 def minicnn(A, dA, size):
-    """minicnn's reference heatmap (``GradCAMResult.heatmap``; DESIGN.md):
+    """minicnn's reference heatmap (``GradCAMResult.heatmap``; docs/design.md):
 
         L = ReLU(sum_k alpha_k A^k),  alpha_k = 1/Z sum_ij dA^k_ij          Eqs. (1)-(2)
         heatmap = up(L) / max(up(L))     up: bilinear, half-pixel centres (align_corners=False)

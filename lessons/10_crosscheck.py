@@ -75,7 +75,7 @@ C.check("logits, torch vs minicnn, relative error", rel_error(net(xt).detach().n
 #
 # A forward hook keeps the output A of `relu4` and asks autograd to keep its gradient;
 # one backward of sum_n y^{c_n} then fills A.grad with dy^c/dA for every image. The rest is
-# Eqs. (1)-(2) and the post-processing of DESIGN.md: bilinear with half-pixel centres
+# Eqs. (1)-(2) and this project's post-processing (docs/design.md): bilinear with half-pixel centres
 # (`align_corners=False`) and division by the per-image maximum.
 
 # %%

@@ -1,6 +1,6 @@
 """minicnn against PyTorch autograd on identical weights, float64.
 
-Models (``torch_twins.case``): DESIGN.md's small CNN, ``shapes_cnn`` and ``shapes_gap`` (random
+Models (``torch_twins.case``): the small CNN of docs/design.md, ``shapes_cnn`` and ``shapes_gap`` (random
 BatchNorm statistics), VGG16's topology at 1/16 width (torchvision's names), EfficientNet-Lite0
 (its real weights where the package is installed). The twins are written independently in
 torch (tests/torch_twins.py); the weights go torch -> minicnn through

@@ -1,7 +1,7 @@
 """PyTorch twins of the cross-checked models, built independently of minicnn, in float64.
 
 Each twin is written from the architecture's published description, NOT from minicnn's
-config: the small CNN from DESIGN.md's example, the shapes models from their docstrings,
+config: the small CNN from docs/design.md's contract example, the shapes models from their docstrings,
 VGG16 the way torchvision builds it (``features``/``avgpool``/``classifier``, flatten in
 ``forward``), EfficientNet-Lite0 from the EfficientNet-B0 block strings with the Lite changes
 (no squeeze-excitation, ReLU6, fixed 32-channel stem and 1280-channel head, TensorFlow "same"
@@ -90,7 +90,7 @@ def randomize_bn(twin, seed):
 
 # --------------------------------------------------------------------------- twins
 def small_cnn_twin():
-    """DESIGN.md's example network."""
+    """The example network of docs/design.md's public contract."""
     return nn.Sequential(OrderedDict([
         ("conv1", nn.Conv2d(3, 16, 3, padding=1)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
         ("conv2", nn.Conv2d(16, 32, 3, padding=1)), ("relu2", nn.ReLU()),
