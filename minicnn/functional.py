@@ -333,6 +333,7 @@ def batchnorm2d_backward(dout, cache, need_dx=True, need_dw=True):
            dvar  = sum dxhat * (x - mu) * (-1/2) * inv_std^3
            dmu   = sum -dxhat * inv_std + dvar * sum -2 (x - mu) / M
            dx    = dxhat * inv_std + dvar * 2 (x - mu) / M + dmu / M
+    (dmu's second term is zero, sum (x - mu) = 0, and is kept as the paper writes it.)
     """
     c = cache
     M = dout.shape[0] * dout.shape[2] * dout.shape[3]
