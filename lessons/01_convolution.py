@@ -112,11 +112,13 @@ t_ref, (ref_out, _) = best_of(lambda: functional.conv2d_forward(xb, wb, None, pa
 t_fast, (fast_out, _) = best_of(lambda: kernels.conv2d_forward(xb, wb, None, padding=1))
 print(f"loops {1e3 * t_loop:.1f} ms, reference {1e3 * t_ref:.1f} ms, kernels {1e3 * t_fast:.1f} ms"
       f"; rel error {rel_error(slow_out, ref_out):.1e}, {rel_error(slow_out, fast_out):.1e}")
-# prints (on 2 idle cores): loops 15.9 ms, reference 1.5 ms, kernels 0.7 ms; rel error
-# 0.0e+00, 0.0e+00 (or ~1e-7: float32 sums in another order). Timings are the one thing here
-# that is not reproducible: they depend on the machine, its load and the library's version (we
-# have seen loops-to-kernels ratios from below 1 to 22; on a busy machine the reference's
-# single product can be the slowest of the three). Same numbers, different loop structure.
+# prints (on 2 idle cores): loops 23.0 ms, reference 0.9 ms, kernels 0.7 ms; rel error
+# 0.0e+00, 0.0e+00 (or ~1e-7: float32 sums in another order). At this size one product is
+# already nearly as fast as the kernels' blocks; those pay off on large layers (VGG16's: see
+# benchmarks/README.md). Timings are the one thing here that is not reproducible: they depend
+# on the machine, its load and the library's version (we have seen loops-to-kernels ratios
+# from below 1 to 30; on a busy machine BLAS's threads wait for a core, and the reference's
+# product can be the slowest of the three). Same numbers, different loop structure.
 
 # %% [markdown]
 # ## 3. The backward pass

@@ -40,7 +40,7 @@ class Conv2dCache(NamedTuple):
     pads: tuple  # (top, bottom, left, right)
     groups: int
     out_hw: tuple
-    U: object = None  # the kernels' Winograd-transformed w, when that path ran; unused here
+    U: object = None  # the kernels' Winograd-transformed w (their memo's array) if that path ran
 
 
 def _im2col(x, kernel, c):

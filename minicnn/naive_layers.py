@@ -20,7 +20,10 @@ RELU_RULES = ("standard", "deconvnet", "guided")
 
 # --------------------------------------------------------------------------- ReLU / ReLU6
 def relu_forward(x, upper=None, need_mask=True):
-    """out = min(max(x, 0), upper) element by element; mask = [0 < x < upper] (None unless need_mask)."""
+    """out = min(max(x, 0), upper) element by element; mask = [0 < x < upper].
+
+    The mask is None unless ``need_mask``. Any shape and dtype (integers stay integers).
+    """
     x = np.asarray(x)
     out = np.empty_like(x)
     mask = np.empty(x.shape, dtype=bool)
@@ -74,7 +77,8 @@ def linear_forward(x, w, b=None):
 
 
 def linear_backward(dout, cache, need_dx=True, need_dw=True):
-    """dx[n, i] = sum_o dout[n, o] w[o, i];  dw[o, i] = sum_n dout[n, o] x[n, i];  db[o] = sum_n dout[n, o]."""
+    """dx[n, i] = sum_o dout[n, o] w[o, i];  dw[o, i] = sum_n dout[n, o] x[n, i];
+    db[o] = sum_n dout[n, o]: one multiply-add at a time."""
     x, w, has_bias = cache
     N, O = dout.shape
     D = x.shape[1]
@@ -200,7 +204,8 @@ def batchnorm2d_backward(dout, cache, need_dx=True, need_dw=True):
         for n, i, j in pixels:
             d = dout[n, c, i, j]
             if training:
-                dx[n, c, i, j] = gamma[c] * inv_std / M * (M * d - dbeta[c] - xhat[n, i, j] * dgamma[c])
+                dx[n, c, i, j] = (gamma[c] * inv_std / M
+                                  * (M * d - dbeta[c] - xhat[n, i, j] * dgamma[c]))
             else:
                 dx[n, c, i, j] = gamma[c] * inv_std * d
     return dx, (dgamma if need_dw else None), (dbeta if need_dw else None)
