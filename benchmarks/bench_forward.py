@@ -18,7 +18,7 @@ import numpy as np
 
 from common import conv_flops, fmt_ratio, matmul_rate, ms, race, summary, table, torch_twin
 
-from minicnn import functional as Fn
+from minicnn import kernels
 from minicnn import zoo
 
 SIZES = {"vgg16": 224, "efficientnet_lite0": 224, "shapes_cnn": 64}
@@ -78,7 +78,7 @@ HEADER = ["workload", "batch", "minicnn ms", "torch ms", "ratio ours/torch", "GF
 
 
 def layer_rows(repeats, rate, N=1):
-    """VGG16's convolutions one by one: ours (``functional.conv2d_forward``) vs torch."""
+    """VGG16's convolutions one by one: ours (``kernels.conv2d_forward``) vs torch."""
     import torch
 
     rows, c_in, S = [], 3, 224
@@ -92,7 +92,7 @@ def layer_rows(repeats, rate, N=1):
         b = np.zeros(v, np.float32)
         xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
         with torch.no_grad():
-            t = race({"ours": lambda: Fn.conv2d_forward(x, w, b, padding=1),
+            t = race({"ours": lambda: kernels.conv2d_forward(x, w, b, padding=1),
                       "torch": lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=1)}, repeats)
         flops = 2 * N * v * c_in * 9 * S * S
         g_o, g_t = flops / summary(t["ours"])[0] / 1e9, flops / summary(t["torch"])[0] / 1e9

@@ -8,8 +8,9 @@
 # `lessons/out/` (or `$LESSONS_OUT`): `01_conv_edges.png`, `01_conv_backward.png`.
 #
 # Everything below calls the library; nothing is re-implemented. The loop version is
-# `minicnn/naive.py`, the fast one `minicnn/functional.py`, the windows `minicnn/im2col.py`,
-# the gradient check `minicnn/gradcheck.py`.
+# `minicnn/naive.py`, the vectorised reference `minicnn/functional.py` (the tuned kernels that
+# layers run, `minicnn/kernels/`, compute the same sums), the windows `minicnn/im2col.py`, the
+# gradient check `minicnn/gradcheck.py`.
 
 # %%
 import time
@@ -17,7 +18,7 @@ import time
 import numpy as np
 
 import _common as C
-from minicnn import functional, im2col, naive
+from minicnn import functional, im2col, kernels, naive
 from minicnn.data import make_shapes
 from minicnn.gradcheck import numerical_vjp, rel_error
 
@@ -66,20 +67,30 @@ print("windows view:", view.shape, " shares memory with x_pad:", np.shares_memor
 cols = view.transpose(1, 2, 3, 0, 4, 5).reshape(3 * 3 * 3, -1)  # (C*KH*KW, N*OH*OW) = (27, 32)
 out_mat = (w.reshape(4, -1) @ cols).reshape(4, 2, 4, 4).transpose(1, 0, 2, 3)  # (N, F, OH, OW)
 out_mat += b[None, :, None, None]
-fast, fast_cache = functional.conv2d_forward(x, w, b, stride=2, padding=1)
+ref, ref_cache = functional.conv2d_forward(x, w, b, stride=2, padding=1)
 C.check("relative error, loops vs (1.3) by hand", rel_error(out, out_mat), about=1e-16, below=1e-12)
-C.check("relative error, loops vs functional.conv2d_forward", rel_error(out, fast), about=1e-16,
+C.check("relative error, loops vs functional.conv2d_forward", rel_error(out, ref), about=1e-16,
         below=1e-12)
 # prints: 0.0e+00 twice here (float64; the same sums, at most reordered: 1e-16 at worst)
 
 # %% [markdown]
-# The library's fast version, `functional.conv2d_forward`, computes (1.3) in blocks of
-# columns that fit in the CPU's cache; for 3 x 3 stride-1 convolutions with 16 or more
-# channels it switches to Winograd's algorithm (`minicnn/winograd.py`), the same sum with
-# fewer multiplications. Its docstring says which path it takes. How much faster is it? The
-# loop version is already half vectorised: its Python loop runs only over the OH*OW output
-# positions, each a small (N, C*KH*KW) @ (C*KH*KW, F) product. So the gap is largest for a
-# big image with few channels, like a first layer: 8 images of 3 x 64 x 64, 16 filters.
+# The library's reference version, `functional.conv2d_forward`, is (1.3) as written: one
+# im2col copy of the windows and one matrix product (one per group of channels, for grouped
+# convolutions; the batch rides along as a leading axis of the product):
+
+# %%
+C.show(functional.conv2d_forward)
+C.show(functional._im2col)
+
+# %% [markdown]
+# Layers run a second, tuned tier with the same signature, `kernels.conv2d_forward`
+# (`minicnn/kernels/conv.py`): it computes (1.3) in blocks of columns that fit in the CPU's
+# cache, on every core, and for 3 x 3 stride-1 convolutions with 128 or more channels it
+# switches to Winograd's algorithm (`minicnn/kernels/winograd.py`), the same sum with fewer
+# multiplications. How much faster are they than the loops? The loop version is already half
+# vectorised: its Python loop runs only over the OH*OW output positions, each a small
+# (N, C*KH*KW) @ (C*KH*KW, F) product. So the gap is largest for a big image with few
+# channels, like a first layer: 8 images of 3 x 64 x 64, 16 filters.
 
 # %%
 xb = C.rng(1).standard_normal((C.pick(8, 2), 3, 64, 64)).astype(np.float32)
@@ -97,13 +108,17 @@ def best_of(fn, repeats=3):
 
 
 t_loop, (slow_out, _) = best_of(lambda: naive.conv2d_forward(xb, wb, None, padding=1))
-t_fast, (fast_out, _) = best_of(lambda: functional.conv2d_forward(xb, wb, None, padding=1))
-print(f"loops {1e3 * t_loop:.1f} ms, functional {1e3 * t_fast:.1f} ms, "
-      f"ratio {t_loop / t_fast:.1f}x; rel error {rel_error(slow_out, fast_out):.1e}")
-# prints (on 2 idle cores): loops 15.9 ms, functional 0.7 ms, ratio 22.3x; rel error
-# 0.0e+00 (or ~1e-7: float32 sums in another order). Timings are the one thing here that is
-# not reproducible: they depend on the machine, its load and the version of functional.py
-# (we have seen ratios from below 1 to 22). Same numbers, different loop structure.
+t_ref, (ref_out, _) = best_of(lambda: functional.conv2d_forward(xb, wb, None, padding=1))
+t_fast, (fast_out, _) = best_of(lambda: kernels.conv2d_forward(xb, wb, None, padding=1))
+print(f"loops {1e3 * t_loop:.1f} ms, reference {1e3 * t_ref:.1f} ms, kernels {1e3 * t_fast:.1f} ms"
+      f"; rel error {rel_error(slow_out, ref_out):.1e}, {rel_error(slow_out, fast_out):.1e}")
+# prints (on 2 idle cores): loops 23.0 ms, reference 0.9 ms, kernels 0.7 ms; rel error
+# 0.0e+00, 0.0e+00 (or ~1e-7: float32 sums in another order). At this size one product is
+# already nearly as fast as the kernels' blocks; those pay off on large layers (VGG16's: see
+# benchmarks/README.md). Timings are the one thing here that is not reproducible: they depend
+# on the machine, its load and the library's version (we have seen loops-to-kernels ratios
+# from below 1 to 30; on a busy machine BLAS's threads wait for a core, and the reference's
+# product can be the slowest of the three). Same numbers, different loop structure.
 
 # %% [markdown]
 # ## 3. The backward pass
@@ -146,12 +161,16 @@ C.check("db relative error", rel_error(db, num_db), about=1e-10, below=1e-6)
 # prints: dx 3.2e-10, dw 1.7e-10, db 2.0e-10 (each "should be about 1e-10")
 
 # %% [markdown]
-# The fast backward must agree with the loop backward (the test suite checks this on
-# hypothesis-drawn geometries in `tests/test_naive_vs_fast.py`):
+# In matrix form (1.4) is dw = dout_mat @ cols^T, summed over the images, and (1.5) is
+# col2im of w_mat^T @ dout_mat: each column of window gradients added back onto its window.
+# That is the reference backward, and it must agree with the loop backward (the test suite
+# checks both tiers against the loops on hypothesis-drawn geometries in
+# `tests/test_naive_vs_fast.py`, and every fast path in `tests/test_tiers.py`):
 
 # %%
-fdx, fdw, fdb = functional.conv2d_backward(dout, fast_cache)
-C.check("fast vs loop backward, max relative error",
+C.show(functional.conv2d_backward)
+fdx, fdw, fdb = functional.conv2d_backward(dout, ref_cache)
+C.check("reference vs loop backward, max relative error",
         max(rel_error(dx, fdx), rel_error(dw, fdw), rel_error(db, fdb)), about=1e-16, below=1e-12)
 # prints: 7.5e-17
 

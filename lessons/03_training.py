@@ -113,7 +113,7 @@ print(f"validation accuracy after {epochs} epochs: {acc:.3f}")
 # The seeds fix the data, the initial weights and the batches, but not the last digits:
 # float32 training amplifies round-off, and the order in which a convolution adds up its
 # products depends on the machine's BLAS and on the conv algorithm. Another machine (or
-# another version of `minicnn/functional.py`) gives the same curve to within about a
+# another version of the kernels in `minicnn/kernels/`) gives the same curve to within about a
 # percent (we have seen 0.930, 0.932, 0.938 and 0.940 for the last line).
 if not C.SMOKE:
     C.expect("the model learned the shapes (validation accuracy > 0.8)", acc > 0.8)

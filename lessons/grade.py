@@ -208,8 +208,8 @@ def _reference_a1():
 
 
 A1 = Assignment("A1", "01_conv.py", "convolution forward and backward, with loops",
-                ("conv2d_forward", "conv2d_backward"), ("minicnn.naive", "minicnn.functional"),
-                _reference_a1, "minicnn.naive.conv2d_forward / conv2d_backward", [
+                ("conv2d_forward", "conv2d_backward"),
+                ("minicnn.naive", "minicnn.functional", "minicnn.kernels"), _reference_a1, "minicnn.naive.conv2d_forward / conv2d_backward", [
     Part("forward, visible case (stride 2, padding 1)", 1,
          "out[n, f, oh, ow] = b[f] + sum over (c, i, j) of w[f, c, i, j] * x_pad[n, c, oh*s + i, "
          "ow*s + j]; OH = (H + 2p - KH) // s + 1 (lesson 01, Eqs. 1.1-1.2)", a1_forward_visible),
@@ -302,7 +302,7 @@ def _reference_a2():
 
 A2 = Assignment("A2", "02_maxpool.py", "max pooling forward and backward, and the tie rule",
                 ("maxpool2d_forward", "maxpool2d_backward"),
-                ("minicnn.naive", "minicnn.functional"),
+                ("minicnn.naive", "minicnn.functional", "minicnn.kernels"),
                 _reference_a2, "minicnn.naive.maxpool2d_forward / maxpool2d_backward", [
     Part("forward, visible and hidden cases (kernels 1-3, strides 1-3)", 2,
          "OH = (H - K) // s + 1 with s = K when stride is None; out = max of each K x K window "
@@ -525,7 +525,8 @@ def _reference_a4():
 A4 = Assignment("A4", "04_guided_cam.py", "guided ReLU rule, deconvnet rule, the CAM identity",
                 ("guided_relu_backward", "deconvnet_relu_backward", "gap_linear_gradient",
                  "cam_alpha"),
-                ("gradcam", "minicnn.functional", "minicnn.layers", "minicnn.model"), _reference_a4,
+                ("gradcam", "minicnn.functional", "minicnn.kernels", "minicnn.naive",
+                 "minicnn.naive_layers", "minicnn.layers", "minicnn.model"), _reference_a4,
                 "minicnn.functional.relu_backward, linear/GAP backward, gradcam.grad_cam_weights", [
     Part("guided_relu_backward: Eq. (6.3) on hidden arrays", 2,
          "the signal passes only where BOTH hold: the unit was active in the forward pass (an "

@@ -1,5 +1,8 @@
 """Sliding windows (im2col) and their adjoint (col2im), plus the geometry both need.
 
+Shared by every tier: the reference ops (``minicnn.functional``), the tuned kernels
+(``minicnn.kernels``) and the loop twins (``minicnn.naive``, which take only the geometry).
+
 A convolution or a pooling layer looks at every KH x KW window of its (padded)
 input. ``windows`` returns all of them at once as a *strided view*: no copy, no
 Python loop over pixels. ``col2im`` is the adjoint: it adds window-shaped
@@ -18,8 +21,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import threading
 
 from .backend import get_xp
 
@@ -90,6 +91,41 @@ def check_geometry(x_shape, kernel, stride, dilation, pads, what="conv2d"):
     return OH, OW
 
 
+def conv_geometry(x, w, stride, padding, dilation, groups):
+    """Validate conv2d's shapes and normalise its hyper-parameters.
+
+    Returns ``(stride, dilation, pads, (OH, OW))`` with pairs for stride and dilation and
+    ``pads = (top, bottom, left, right)``; x is (N, C, H, W), w is (F, C // groups, KH, KW).
+    """
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d expects x (N,C,H,W) and w (F,C/groups,KH,KW); got {x.shape}, {w.shape}")
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    if groups < 1 or C % groups or F % groups:
+        raise ValueError(f"conv2d: channels in={C} and out={F} must both be divisible by groups={groups}")
+    if Cg * groups != C:
+        raise ValueError(f"conv2d: input has {C} channels but the weight expects {Cg * groups} "
+                         f"({Cg} per group x {groups} groups)")
+    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
+    pads = conv_padding(padding, (H, W), (KH, KW), stride, dilation)
+    out_hw = check_geometry(x.shape, (KH, KW), stride, dilation, pads, "conv2d")
+    return stride, dilation, pads, out_hw
+
+
+def pool_geometry(x, kernel_size, stride, padding, what):
+    """Validate a pooling layer's arguments: ``(kernel, stride, pads, (OH, OW))``.
+
+    ``stride=None`` means the kernel size; each side's padding is at most half the kernel
+    (PyTorch's rule: every window then holds at least one real pixel).
+    """
+    kernel = pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None else pair(stride, "stride")
+    pads = conv_padding(padding, x.shape[2:], kernel, stride)
+    if max(pads[0], pads[1]) > kernel[0] // 2 or max(pads[2], pads[3]) > kernel[1] // 2:
+        raise ValueError(f"{what}: padding {pads} must be at most half the kernel {kernel} (as in PyTorch)")
+    out_hw = check_geometry(x.shape, kernel, stride, (1, 1), pads, what)
+    return kernel, stride, pads, out_hw
+
 def pad(x, pads, value=0.0):
     """Pad the last two axes of ``x`` by ``(top, bottom, left, right)``; no copy when all zero."""
     if not any(pads):
@@ -145,225 +181,8 @@ def col2im(dcols, padded_shape, stride, dilation, out=None):
     return dx
 
 
-def tap(xpad, i, j, stride, out_hw):
-    """The (i, j) tap of every window: xpad[n, c, oh*sh + i, ow*sw + j], an (N, C, OH, OW) view.
-
-    Pooling reduces over taps one at a time (KH*KW elementwise ops on views), so no window is
-    ever copied; a 2x2 pool with stride 2 reads each tap as the plain reshape
-    x.reshape(N, C, OH, 2, OW, 2)[:, :, :, i, :, j].
-    """
-    (sh, sw), (OH, OW) = stride, out_hw
-    return xpad[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw]
-
-
-def chunks(N, rows, per_row, budget, parts=1):
-    """Split N images of ``rows`` output rows into blocks of about ``budget`` elements.
-
-    Each block is (n0, n1, r0, r1): images n0:n1, output rows r0:r1. A large image is split
-    into row blocks (one image per block); small images are grouped whole. ``per_row`` is the
-    number of elements one output row of one image needs (e.g. K * OW for the im2col matrix).
-    ``parts`` (the worker threads of ``run_blocks``): where the work allows, the number of
-    blocks is a multiple of it, in near-equal sizes, so no worker idles at the end.
-
-    NOTE: why chunk at all: the whole-layer im2col matrix of VGG16's conv1_2 is 115 MB; a block
-    of ~4 MB stays in cache between the copy that builds it and the product that reads it,
-    and one reused buffer replaces a fresh 100 MB+ allocation per layer.
-    """
-    per_image = per_row * rows
-    if per_image >= budget or N < parts:  # row blocks within each image
-        k = max(-(-per_image // budget), -(-parts // N))  # blocks per image
-        if N * k > 1:
-            k = -(-N * k // parts) * parts // N or 1  # a multiple of parts in all (if N allows)
-        k = min(k, rows)
-        cuts = [i * rows // k for i in range(k + 1)]  # near-equal row blocks
-        return [(n, n + 1, a, b) for n in range(N) for a, b in zip(cuts, cuts[1:])]
-    groups = -(-N // max(1, budget // per_image))  # whole images per block, by the budget
-    groups = min(N, -(-groups // parts) * parts)
-    cuts = [i * N // groups for i in range(groups + 1)]
-    return [(a, b, 0, rows) for a, b in zip(cuts, cuts[1:])]
-
-
-def cols_block(view, n0, n1, r0, r1, buf, batch_first):
-    """Copy one block of windows into ``buf``: the im2col matrix of images n0:n1, rows r0:r1.
-
-    view : (N, C, KH, KW, OH, OW) from ``windows``
-    batch_first=True  -> (nb, C*KH*KW, rows*OW): one matrix per image (forward, input gradient)
-    batch_first=False -> (C*KH*KW, nb*rows*OW): the batch inside the columns (weight gradient)
-    """
-    block = view[n0:n1, :, :, :, r0:r1]
-    nb, C, KH, KW, R, OW = block.shape
-    if batch_first:
-        cols = buf[:block.size].reshape(nb, C, KH, KW, R, OW)
-        cols[...] = block
-        return cols.reshape(nb, C * KH * KW, R * OW)
-    cols = buf[:block.size].reshape(C, KH, KW, nb, R, OW)
-    cols[...] = block.transpose(1, 2, 3, 0, 4, 5)
-    return cols.reshape(C * KH * KW, nb * R * OW)
-
-
-WINDOW_TAPS = 16  # max-pool windows larger than this, side by side, are reduced as copied rows
-
-
-def pools_by_rows(kernel, stride):
-    """True when max-pool reduces copied window rows (``_max_over_rows``) rather than taps:
-    windows side by side (kernel == stride) of more than WINDOW_TAPS taps (the shapes CNN's
-    8x8 pool4). The forward and the backward both follow this rule."""
-    return tuple(kernel) == tuple(stride) and kernel[0] * kernel[1] > WINDOW_TAPS
-
-
-def disjoint_windows(xpad, kernel, out_hw):
-    """Windows side by side (stride == kernel) as (N, C, OH, OW, KH, KW): a strided view of
-    ``xpad``, writable (no two windows share a pixel)."""
-    return windows(xpad, kernel, kernel, (1, 1), out_hw).transpose(0, 1, 4, 5, 2, 3)
-
-
-def max_pool_taps(xpad, kernel, stride, out_hw, need_index):
-    """Maximum over every KH x KW window of ``xpad``, and where it is.
-
-    Returns (out, index): index[n, c, oh, ow] is the FIRST tap, in row-major order of the
-    window, that equals the maximum (PyTorch's rule when values tie), or None. Channels are
-    independent, so blocks of them run on the worker threads (``over_channels``), each reduced
-    by ``_max_over_taps`` or, for large windows side by side (``pools_by_rows``),
-    ``_max_over_rows``.
-    """
-    xp = get_xp(xpad)
-    KH, KW = kernel
-    out = xp.empty(xpad.shape[:2] + tuple(out_hw), dtype=xpad.dtype)
-    # NOTE: keep the index small: KH*KW < 256 for any pooling window in practice.
-    itype = xp.uint8 if KH * KW < 256 else xp.int64
-    index = xp.zeros(out.shape, dtype=itype) if need_index else None
-    reduce = _max_over_rows if pools_by_rows(kernel, stride) else _max_over_taps
-
-    def block(cs):
-        ix = None if index is None else index[:, cs]
-        reduce(xpad[:, cs], kernel, stride, out_hw, out[:, cs], ix)
-
-    over_channels(block, xpad)
-    return out, index
-
-
-def _max_over_taps(xpad, kernel, stride, out_hw, out, index):
-    """``max_pool_taps`` as a running maximum over the KH*KW taps (see ``tap``), into ``out``
-    and (unless None) ``index``, which starts at zero.
-
-    NOTE: the index is found after the maximum, by Horner's rule from the last tap back:
-    index = ne_0 * (1 + ne_1 * (1 + ... ne_{T-2})), ne_t = [tap t != max] -- so 0 when tap 0 is
-    a maximum, else 1 + the same over taps 1.. . Two small-integer ops per tap; tracking the
-    index inside the running maximum (masked copies) was 5x slower.
-    """
-    xp = get_xp(xpad)
-    KH, KW = kernel
-    taps = [tap(xpad, t // KW, t % KW, stride, out_hw) for t in range(KH * KW)]
-    xp.copyto(out, taps[0])
-    for v in taps[1:]:
-        xp.maximum(out, v, out=out)
-    if index is not None:
-        for v in taps[-2::-1]:
-            index += 1
-            index *= v != out
-
-
-def _max_over_rows(xpad, kernel, stride, out_hw, out, index):
-    """``max_pool_taps`` for windows side by side: each window copied into one contiguous row of
-    KH*KW values, then ``argmax`` (the first maximum) or ``max`` along it.
-
-    NOTE: why: an 8x8 pool on a 16x16 map has 64 taps of only 2x2 outputs each, so
-    ``_max_over_taps`` makes ~200 elementwise calls on tiny strided arrays; copying the windows
-    (one pass) and reducing contiguous rows was 4x faster on the shapes CNN's pool4. With 2x2
-    windows it is the other way round (rows of 4: 10x slower).
-    """
-    xp = get_xp(xpad)
-    rows = disjoint_windows(xpad, kernel, out_hw)
-    rows = rows.reshape(rows.shape[:4] + (kernel[0] * kernel[1],))  # a copy: one row per window
-    if index is None:
-        rows.max(axis=-1, out=out)
-        return
-    index[...] = i = rows.argmax(axis=-1)
-    out[...] = xp.take_along_axis(rows, i[..., None], axis=-1)[..., 0]
-
-
 def unpad(x, pads):
     """Inverse of ``pad`` for gradients: drop the padded border (a view)."""
     t, b, l, r = pads
     H, W = x.shape[2:]
     return x[:, :, t:H - b, l:W - r]
-
-
-# --------------------------------------------------------------------------- blocks on two cores
-THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-GPU_CHUNK = 1 << 26  # elements per block on CuPy (256 MB in float32)
-_pool, _local = None, threading.local()
-try:  # optional: without it blocks run one after another, each product on BLAS's own threads
-    from threadpoolctl import ThreadpoolController
-except ImportError:  # pragma: no cover - depends on the environment
-    ThreadpoolController = None
-_blas = None  # the ThreadpoolController, made on first use (it scans the loaded libraries once)
-
-
-def block_plan(N, rows, per_row, chunk, xp):
-    """``chunks`` for this backend: on NumPy blocks of ``chunk`` elements, a multiple of THREADS
-    of them where possible; on CuPy blocks of GPU_CHUNK (a GPU wants few, large products)."""
-    if xp.__name__ != "numpy":
-        return chunks(N, rows, per_row, max(chunk, GPU_CHUNK))
-    return chunks(N, rows, per_row, chunk, parts=THREADS if ThreadpoolController is not None else 1)
-
-
-def run_blocks(fn, blocks, xp):
-    """Run ``fn(n0, n1, r0, r1)`` for every block and return the results in block order;
-    ``fn`` must write disjoint outputs (or return its part, for the caller to sum).
-
-    NOTE: why threads: NumPy's elementwise ops (im2col copies, Winograd's transforms) use one
-    core while BLAS uses all of them, so on 2 cores the copies would take as long as the
-    products. With several blocks, each worker thread runs whole blocks (copy, transform and
-    product; NumPy releases the GIL in all of them) with BLAS limited to one thread, so every
-    step runs on every core. CuPy, a single block, or no ``threadpoolctl``: a plain loop.
-    """
-    global _pool, _blas
-    if THREADS < 2 or len(blocks) < 2 or ThreadpoolController is None or xp.__name__ != "numpy":
-        return [fn(*blk) for blk in blocks]
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool, _blas = ThreadPoolExecutor(THREADS, thread_name_prefix="minicnn"), ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
-        return [f.result() for f in [_pool.submit(fn, *blk) for blk in blocks]]
-
-
-SPLIT_MIN = 1 << 16  # elements: a smaller array runs as one block (a hand-off costs ~20-50 us)
-
-
-def over_channels(fn, x):
-    """Run ``fn(cs)`` for blocks ``cs = slice(c0, c1)`` of the channels (axis 1) of ``x``, one
-    block per worker thread of ``run_blocks``; returns the results in block order.
-
-    For the layers in which every channel is computed on its own (ReLU, pooling, batch norm):
-    ``fn`` reads ``x[:, cs]`` (and per-channel vectors ``v[cs]``) and writes its own part of
-    preallocated outputs.
-
-    NOTE: why: NumPy's elementwise ops run on one core, so on 2 cores these layers took half
-    the time of a shapes-CNN training step; in blocks they run on every core (ReLU on
-    64x16x64x64: 1.6 -> 0.9 ms). Each block costs a hand-off of ~30 us, and more, smaller
-    blocks were slower, batch norm's several passes included (16 one-channel blocks: ReLU
-    1.2 ms). Small arrays and CuPy (a GPU wants few, large kernels) get one block. ``x`` has at
-    least 2 axes.
-    """
-    xp = get_xp(x)
-    if x.size < SPLIT_MIN or xp.__name__ != "numpy":
-        return [fn(slice(None))]
-    C = x.shape[1]
-    # channels play the part of chunks' "images": one block of about size/THREADS per thread
-    blocks = chunks(C, 1, x.size // C, -(-x.size // THREADS), parts=THREADS)
-    return run_blocks(lambda c0, c1, _r0, _r1: fn(slice(c0, c1)), blocks, xp)
-
-
-def scratch(n, dtype, xp, slot="cols"):
-    """A reusable flat buffer of at least ``n`` elements for the calling thread (NumPy), so the
-    blocks of every layer reuse one allocation instead of a fresh one per block. ``slot`` names
-    one of the buffers a block may need at once (the im2col matrix, a product's result)."""
-    if xp.__name__ != "numpy":
-        return xp.empty(n, dtype=dtype)  # CuPy's memory pool already reuses device memory
-    bufs = _local.__dict__.setdefault("bufs", {})
-    buf = bufs.get(slot)
-    if buf is None or buf.size < n or buf.dtype != dtype:
-        buf = bufs[slot] = xp.empty(n, dtype=dtype)
-    return buf[:n]

@@ -1,4 +1,4 @@
-"""Layers: thin stateful wrappers around the forward/backward pairs in ``functional``.
+"""Layers: thin stateful wrappers around the forward/backward pairs of the active tier.
 
 Every layer has ``params`` and ``grads`` (dicts with the same keys, PyTorch's names
 ``weight``/``bias``), ``buffers`` (state that is saved but not trained, e.g. batch
@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from . import functional as Fn
+from .tiers import active as tier
 from .backend import get_xp
 from .im2col import pair
 
@@ -123,13 +123,14 @@ class Conv2d(Layer):
     def forward(self, x):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2d expects (N, {self.in_channels}, H, W) input, got {x.shape}")
-        out, self.cache = Fn.conv2d_forward(x, self.params["weight"], self.params.get("bias"),
-                                            self.stride, self.padding, self.dilation, self.groups)
+        out, self.cache = tier().conv2d_forward(x, self.params["weight"], self.params.get("bias"),
+                                                self.stride, self.padding, self.dilation,
+                                                self.groups)
         return out
 
     def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         """dL/dx; with ``need_dw`` it overwrites grads["weight"] (and grads["bias"])."""
-        return self._weighted_backward(Fn.conv2d_backward, dout, need_dw, need_dx)
+        return self._weighted_backward(tier().conv2d_backward, dout, need_dw, need_dx)
 
     def config(self):
         return {"type": "Conv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -155,12 +156,12 @@ class Linear(Layer):
             self.params["bias"] = np.zeros(out_features, dtype=dtype)
 
     def forward(self, x):
-        out, self.cache = Fn.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        out, self.cache = tier().linear_forward(x, self.params["weight"], self.params.get("bias"))
         return out
 
     def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         """dL/dx; with ``need_dw`` it overwrites grads["weight"] (and grads["bias"])."""
-        return self._weighted_backward(Fn.linear_backward, dout, need_dw, need_dx)
+        return self._weighted_backward(tier().linear_backward, dout, need_dw, need_dx)
 
     def config(self):
         return {"type": "Linear", "in_features": self.in_features,
@@ -173,15 +174,15 @@ class ReLU(Layer):
     upper = None
 
     def forward(self, x):
-        out, self.cache = Fn.relu_forward(x, self.upper)
+        out, self.cache = tier().relu_forward(x, self.upper)
         return out
 
     def infer(self, x):
         self.cache = None
-        return Fn.relu_forward(x, self.upper, need_mask=False)[0]
+        return tier().relu_forward(x, self.upper, need_mask=False)[0]
 
     def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
-        return Fn.relu_backward(dout, self._cached(), relu_rule) if need_dx else None
+        return tier().relu_backward(dout, self._cached(), relu_rule) if need_dx else None
 
 
 class ReLU6(ReLU):
@@ -199,18 +200,19 @@ class MaxPool2d(Layer):
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
         self.padding = padding if isinstance(padding, int) else tuple(padding)
 
-    _forward_fn, _backward_fn = staticmethod(Fn.maxpool2d_forward), staticmethod(Fn.maxpool2d_backward)
+    _op = "maxpool2d"  # the tier's <op>_forward / <op>_backward, looked up at call time
 
     def forward(self, x):
-        out, self.cache = self._forward_fn(x, self.kernel_size, self.stride, self.padding)
+        forward = getattr(tier(), self._op + "_forward")
+        out, self.cache = forward(x, self.kernel_size, self.stride, self.padding)
         return out
 
     def infer(self, x):
         self.cache = None
-        return Fn.maxpool2d_infer(x, self.kernel_size, self.stride, self.padding)
+        return tier().maxpool2d_infer(x, self.kernel_size, self.stride, self.padding)
 
     def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
-        return self._backward_fn(dout, self._cached()) if need_dx else None
+        return getattr(tier(), self._op + "_backward")(dout, self._cached()) if need_dx else None
 
     def config(self):
         return {"type": type(self).__name__, "kernel_size": list(self.kernel_size),
@@ -221,7 +223,7 @@ class MaxPool2d(Layer):
 class AvgPool2d(MaxPool2d):
     """Average pooling (kernel, stride=kernel, padding; zero padding counted in the mean)."""
 
-    _forward_fn, _backward_fn = staticmethod(Fn.avgpool2d_forward), staticmethod(Fn.avgpool2d_backward)
+    _op = "avgpool2d"
     infer = Layer.infer  # NOTE: MaxPool2d's cache-free shortcut is a max; the mean has none
 
 
@@ -229,11 +231,11 @@ class GlobalAvgPool2d(Layer):
     """Global average pooling (N, C, H, W) -> (N, C): F_k = 1/Z sum_ij A^k_ij (CAM, Zhou et al.)."""
 
     def forward(self, x):
-        out, self.cache = Fn.global_avg_pool_forward(x)
+        out, self.cache = tier().global_avg_pool_forward(x)
         return out
 
     def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
-        return Fn.global_avg_pool_backward(dout, self._cached()) if need_dx else None
+        return tier().global_avg_pool_backward(dout, self._cached()) if need_dx else None
 
 
 class AdaptiveAvgPool2d(Layer):
@@ -307,13 +309,13 @@ class Dropout(Layer):
             return x
         xp = get_xp(x)
         keep = xp.asarray(self.rng.random(x.shape) >= self.p)
-        out, self.cache = Fn.dropout_forward(x, self.p, keep)
+        out, self.cache = tier().dropout_forward(x, self.p, keep)
         return out
 
     def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
         if not need_dx:
             return None
-        return dout if self.cache is None else Fn.dropout_backward(dout, self.cache)
+        return dout if self.cache is None else tier().dropout_backward(dout, self.cache)
 
     def config(self):
         return {"type": "Dropout", "p": self.p, "seed": self.seed}
@@ -335,9 +337,9 @@ class BatchNorm2d(Layer):
 
     def forward(self, x):
         b = self.buffers
-        out, self.cache = Fn.batchnorm2d_forward(x, self.params["weight"], self.params["bias"],
-                                                 b["running_mean"], b["running_var"],
-                                                 self.training, self.eps)
+        out, self.cache = tier().batchnorm2d_forward(x, self.params["weight"], self.params["bias"],
+                                                     b["running_mean"], b["running_var"],
+                                                     self.training, self.eps)
         if self.training:
             m = x.shape[0] * x.shape[2] * x.shape[3]
             unbiased = self.cache.var * (m / max(m - 1, 1))
@@ -347,7 +349,8 @@ class BatchNorm2d(Layer):
         return out
 
     def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
-        dx, dg, db = Fn.batchnorm2d_backward(dout, self._cached(), need_dx=need_dx, need_dw=need_dw)
+        dx, dg, db = tier().batchnorm2d_backward(dout, self._cached(), need_dx=need_dx,
+                                                 need_dw=need_dw)
         if need_dw:
             self.grads["weight"], self.grads["bias"] = dg, db
         return dx

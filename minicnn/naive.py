@@ -1,11 +1,13 @@
-"""Naive loop twins of the fast ops in ``functional.py``: the readable reference.
+"""Naive loop twins of every op: the plainest version of each, and the tests' oracle.
 
-Each function here has the *same* signature and semantics as its twin in
-``minicnn.functional``; it simply walks over the output positions ``(oh, ow)``
-(and over the groups) with Python loops, doing one small dot product over
-``(N, C, KH, KW)`` at each position. This is the code an assignment asks a
-student to write (CS231n's ``conv_forward_naive``), and the test oracle the fast
-version is checked against (``tests/test_naive_vs_fast.py``).
+Each function here has the *same* signature and semantics as its twins in
+``minicnn.functional`` (the reference tier) and ``minicnn.kernels`` (the tuned tier);
+it simply walks over the output positions ``(oh, ow)`` (and over the groups) with Python
+loops, doing one small dot product over ``(N, C, KH, KW)`` at each position. This is the code
+an assignment asks a student to write (CS231n's ``conv_forward_naive``), and the test oracle
+both tiers are checked against (``tests/test_naive_vs_fast.py``, ``tests/test_tiers.py``).
+Conv and pooling live here; ReLU/ReLU6, linear, global average pooling, dropout and batch norm
+live in ``minicnn.naive_layers`` and are re-exported below (``minicnn.naive.relu_forward``).
 
 Geometry (padding specs, output sizes, error messages) comes from ``im2col.py``;
 the window extraction itself (``windows``/``col2im``) is deliberately *not*
@@ -26,6 +28,10 @@ import numpy as np
 
 from .backend import get_xp
 from .im2col import check_geometry, conv_padding, pad, pair
+from .naive_layers import (batchnorm2d_backward, batchnorm2d_forward,  # noqa: F401 (re-exported)
+                           dropout_backward, dropout_forward, global_avg_pool_backward,
+                           global_avg_pool_forward, linear_backward, linear_forward,
+                           relu_backward, relu_forward)
 
 
 class NaiveConv2dCache(NamedTuple):

@@ -1,14 +1,14 @@
 """Every fast path of the kernels agrees with its plain-loop twin, on the shapes that trigger it.
 
-The fast paths (see ``minicnn.functional`` and ``minicnn.winograd``):
+The fast paths (see ``minicnn.kernels``, its ``conv``, ``winograd`` and ``pool``):
 - Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped convs with >= 16 channels, forward and the
   input gradient (the same transform with a flipped kernel), with its weight-transform memo;
 - blocked im2col (split into row blocks of one image, or groups of whole images), with the
   forward's stride-1 windows on the exact or the wide grid;
 - the 1x1 stride-1 matrix product; the stride-1 input gradient as a flipped-kernel conv;
 - max-pool as a running maximum over taps, with the disjoint-window (kernel == stride) backward,
-  and for large windows side by side (> im2col.WINDOW_TAPS taps) as max/argmax over copied rows;
-- blocks of channels on the worker threads (``im2col.over_channels``) for ReLU, batch norm and
+  and for large windows side by side (> pool.WINDOW_TAPS taps) as max/argmax over copied rows;
+- blocks of channels on the worker threads (``blocks.over_channels``) for ReLU, batch norm and
   max-pool: forced on small arrays here, with ragged blocks, against the one-block run;
 - ``Sequential.forward(stop_at=...)``: cache-free layers below the layer backward stops at.
 
@@ -25,9 +25,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minicnn import functional as Fn
+from minicnn import kernels as K
 from minicnn import layers as L
-from minicnn import conv, im2col, naive, winograd
+from minicnn import im2col, naive
+from minicnn.kernels import blocks, conv, pool, winograd
 from minicnn.backend import to_numpy
 from minicnn.model import Residual, Sequential
 
@@ -46,12 +47,12 @@ def close(a, b, tol=TWIN_TOL):
 
 
 def conv_twins(x, w, b, tol, **kw):
-    """Forward and full backward of functional vs naive; returns functional's cache."""
-    out_f, cache_f = Fn.conv2d_forward(x, w, b, **kw)
+    """Forward and full backward of the kernels vs naive; returns the kernels' cache."""
+    out_f, cache_f = K.conv2d_forward(x, w, b, **kw)
     out_n, cache_n = naive.conv2d_forward(to_numpy(x), to_numpy(w), None if b is None else to_numpy(b), **kw)
     close(out_f, out_n, tol)
     dout = np.random.default_rng(1).standard_normal(out_n.shape)
-    got = Fn.conv2d_backward(dout, cache_f)
+    got = K.conv2d_backward(dout, cache_f)
     for g, want in zip(got, naive.conv2d_backward(dout, cache_n)):
         assert (g is None) == (want is None)
         if want is not None:
@@ -70,7 +71,7 @@ def test_winograd_conv_agrees_with_naive(seed, N, C, F, H, W, padding, with_bias
 
 
 def _winograd_case(seed, N, C, F, H, W, padding, with_bias):
-    pads = Fn.conv_padding(padding, (H, W), (3, 3))
+    pads = im2col.conv_padding(padding, (H, W), (3, 3))
     if H + pads[0] + pads[1] < 3 or W + pads[2] + pads[3] < 3:
         H, W = H + 3, W + 3
     rng = np.random.default_rng(seed)
@@ -92,7 +93,7 @@ def test_winograd_threshold_is_what_dispatch_uses():
     assert winograd.use_winograd(x, w, (1, 1), (1, 1), 1)
     assert not winograd.use_winograd(x[:, :-1], w[:-1, :-1], (1, 1), (1, 1), 1)
     assert not winograd.use_winograd(x, w, (2, 2), (1, 1), 1)
-    _, cache = Fn.conv2d_forward(x, w, padding=1)
+    _, cache = K.conv2d_forward(x, w, padding=1)
     assert cache.U is not None
 
 
@@ -100,7 +101,7 @@ def test_winograd_threshold_is_what_dispatch_uses():
 def test_winograd_float32_error_is_small():
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 64, 28, 28)), rng.standard_normal((64, 64, 3, 3)) * 0.05
-    out32, _ = Fn.conv2d_forward(x.astype("float32"), w.astype("float32"), padding=1)
+    out32, _ = K.conv2d_forward(x.astype("float32"), w.astype("float32"), padding=1)
     out64, _ = naive.conv2d_forward(x, w, padding=1)
     assert out32.dtype == np.float32
     close(out32, out64, WINO_F32_TOL)
@@ -111,9 +112,9 @@ def test_winograd_float32_error_is_small():
 @pytest.mark.parametrize("chunk", [16 * 16 * 5 * 3, 16 * 16 * 5 * 4 * 7, 1 << 20])
 def test_winograd_chunks_agree(monkeypatch, chunk, threads):
     """Row blocks of one image (small chunk), groups of images, one block; blocks run one after
-    another or on a thread pool (``im2col.run_blocks``): same result."""
+    another or on a thread pool (``blocks.run_blocks``): same result."""
     monkeypatch.setattr(winograd, "CHUNK", chunk)
-    monkeypatch.setattr(im2col, "THREADS", threads)
+    monkeypatch.setattr(blocks, "THREADS", threads)
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal((5, 16, 13, 8)), rng.standard_normal((16, 16, 3, 3)), rng.standard_normal(16)
     conv_twins(x, w, b, WINO_TOL, padding=1)
@@ -124,11 +125,11 @@ def test_winograd_memo_sees_in_place_updates():
     """Optimisers update weights in place; the transformed weights must follow."""
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal((1, 16, 6, 6)), rng.standard_normal((16, 16, 3, 3))
-    Fn.conv2d_forward(x, w, padding=1)
+    K.conv2d_forward(x, w, padding=1)
     w -= 0.5 * rng.standard_normal(w.shape)  # in place, as optim.SGD does
-    close(Fn.conv2d_forward(x, w, padding=1)[0], naive.conv2d_forward(x, w, padding=1)[0], WINO_TOL)
+    close(K.conv2d_forward(x, w, padding=1)[0], naive.conv2d_forward(x, w, padding=1)[0], WINO_TOL)
     w[3, 2, 1, 1] = 7.0  # a single-entry edit, as a lesson might make
-    close(Fn.conv2d_forward(x, w, padding=1)[0], naive.conv2d_forward(x, w, padding=1)[0], WINO_TOL)
+    close(K.conv2d_forward(x, w, padding=1)[0], naive.conv2d_forward(x, w, padding=1)[0], WINO_TOL)
 
 
 # --------------------------------------------------------------------------- blocked im2col and friends
@@ -153,7 +154,7 @@ def test_blocked_im2col_paths_agree(monkeypatch, chunk, geom, threads, wide_min,
     monkeypatch.setattr(conv, "WIDE_MIN", wide_min)
     monkeypatch.setattr(conv, "DW_RUN", dw_run)
     monkeypatch.setattr(conv, "CHUNK", chunk)
-    monkeypatch.setattr(im2col, "THREADS", threads)
+    monkeypatch.setattr(blocks, "THREADS", threads)
     g = dict(geom)
     C, F, k = g.pop("C"), g.pop("F"), g.pop("k")
     rng = np.random.default_rng(5)
@@ -167,10 +168,10 @@ def test_blocked_im2col_paths_agree(monkeypatch, chunk, geom, threads, wide_min,
 def test_conv_backward_skips_what_is_not_needed():
     rng = np.random.default_rng(6)
     x, w = rng.standard_normal((2, 16, 6, 6)), rng.standard_normal((16, 16, 3, 3))
-    out, cache = Fn.conv2d_forward(x, w, np.zeros(16), padding=1)
-    dx, dw, db = Fn.conv2d_backward(out, cache, need_dx=True, need_dw=False)
+    out, cache = K.conv2d_forward(x, w, np.zeros(16), padding=1)
+    dx, dw, db = K.conv2d_backward(out, cache, need_dx=True, need_dw=False)
     assert dw is None and db is None and dx.shape == x.shape
-    dx, dw, db = Fn.conv2d_backward(out, cache, need_dx=False, need_dw=True)
+    dx, dw, db = K.conv2d_backward(out, cache, need_dx=False, need_dw=True)
     assert dx is None and dw.shape == w.shape and db.shape == (16,)
 
 
@@ -181,9 +182,9 @@ def test_fast_paths_keep_dtype(dtype):
     for C, k, s in [(16, 3, 1), (3, 3, 1), (8, 1, 1), (4, 3, 2)]:
         x = rng.standard_normal((2, C, 8, 8)).astype(dtype)
         w = rng.standard_normal((16, C, k, k)).astype(dtype)
-        out, cache = Fn.conv2d_forward(x, w, np.zeros(16, dtype), stride=s, padding=k // 2)
+        out, cache = K.conv2d_forward(x, w, np.zeros(16, dtype), stride=s, padding=k // 2)
         assert out.dtype == dtype
-        assert all(g.dtype == dtype for g in Fn.conv2d_backward(out, cache))
+        assert all(g.dtype == dtype for g in K.conv2d_backward(out, cache))
 
 
 # --------------------------------------------------------------------------- max-pool
@@ -191,19 +192,19 @@ def test_fast_paths_keep_dtype(dtype):
                                ((5, 4), (5, 4), (2, 1)), ((4, 5), (4, 5), 0)]), st.booleans())
 def test_maxpool_taps_agree_with_naive_on_ties(seed, geom, ties):
     """Disjoint windows (kernel == stride, the VGG case), overlapping ones, and large disjoint
-    windows (20-25 taps: ``im2col._max_over_rows``, with padding and floor-mode remainders);
+    windows (20-25 taps: ``pool._max_over_rows``, with padding and floor-mode remainders);
     post-ReLU ties."""
     k, s, p = geom
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, 3, 8, 7))
     if ties:
         x = np.maximum(x, 0) * (rng.random(x.shape) < 0.3)
-    out_f, cf = Fn.maxpool2d_forward(x, k, s, p)
+    out_f, cf = K.maxpool2d_forward(x, k, s, p)
     out_n, cn = naive.maxpool2d_forward(x, k, s, p)
     close(out_f, out_n)
-    close(Fn.maxpool2d_infer(x, k, s, p), out_n)
+    close(K.maxpool2d_infer(x, k, s, p), out_n)
     dout = rng.standard_normal(out_f.shape)
-    close(Fn.maxpool2d_backward(dout, cf), naive.maxpool2d_backward(dout, cn))
+    close(K.maxpool2d_backward(dout, cf), naive.maxpool2d_backward(dout, cn))
 
 
 @pytest.mark.parametrize("kernel", [(8, 8), (17, 16)])  # uint8 index; 272 taps: int64 index
@@ -211,19 +212,19 @@ def test_maxpool_large_windows_agree_with_naive(kernel):
     """The shapes CNN's pool4 (8x8 on 16x16) and a window too large for a uint8 index."""
     rng = np.random.default_rng(11)
     x = np.maximum(rng.standard_normal((2, 3, 2 * kernel[0] + 1, 2 * kernel[1])), 0)  # ties at 0
-    assert im2col.pools_by_rows(kernel, kernel)
-    out_f, cf = Fn.maxpool2d_forward(x, kernel)
+    assert pool.pools_by_rows(kernel, kernel)
+    out_f, cf = K.maxpool2d_forward(x, kernel)
     out_n, cn = naive.maxpool2d_forward(x, kernel)
     close(out_f, out_n)
-    close(Fn.maxpool2d_infer(x, kernel), out_n)
+    close(K.maxpool2d_infer(x, kernel), out_n)
     dout = rng.standard_normal(out_f.shape)
-    close(Fn.maxpool2d_backward(dout, cf), naive.maxpool2d_backward(dout, cn))
+    close(K.maxpool2d_backward(dout, cf), naive.maxpool2d_backward(dout, cn))
 
 
 def test_maxpool_sends_each_window_gradient_to_one_pixel():
     x = np.zeros((1, 1, 4, 4))  # every window ties: the first pixel of each gets it all
-    out, cache = Fn.maxpool2d_forward(x, 2)
-    dx = Fn.maxpool2d_backward(np.ones_like(out), cache)
+    out, cache = K.maxpool2d_forward(x, 2)
+    dx = K.maxpool2d_backward(np.ones_like(out), cache)
     assert dx.sum() == 4 and (dx[0, 0, ::2, ::2] == 1).all()
 
 
@@ -232,9 +233,9 @@ def test_maxpool_sends_each_window_gradient_to_one_pixel():
 def split_channels(monkeypatch):
     """``over_channels`` splits every array (not only those of SPLIT_MIN+ elements) over 2
     threads; returns a function that turns the split off again, for the one-block reference."""
-    monkeypatch.setattr(im2col, "SPLIT_MIN", 0)
-    monkeypatch.setattr(im2col, "THREADS", 2)
-    return lambda: monkeypatch.setattr(im2col, "SPLIT_MIN", 1 << 62)
+    monkeypatch.setattr(blocks, "SPLIT_MIN", 0)
+    monkeypatch.setattr(blocks, "THREADS", 2)
+    return lambda: monkeypatch.setattr(blocks, "SPLIT_MIN", 1 << 62)
 
 
 def _channel_ops(rng, C):
@@ -245,25 +246,25 @@ def _channel_ops(rng, C):
 
     def bn(training):
         def run(x):
-            out, cache = Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, training)
+            out, cache = K.batchnorm2d_forward(x, gamma, beta, rm, rv, training)
             return (out, cache.xc, cache.mean, cache.var, cache.inv_std,
-                    *Fn.batchnorm2d_backward(dout, cache),
-                    *Fn.batchnorm2d_backward(dout, cache, need_dw=False)[:1],
-                    *Fn.batchnorm2d_backward(dout, cache, need_dx=False)[1:])
+                    *K.batchnorm2d_backward(dout, cache),
+                    *K.batchnorm2d_backward(dout, cache, need_dw=False)[:1],
+                    *K.batchnorm2d_backward(dout, cache, need_dx=False)[1:])
         return run
 
     def relu(upper):
         def run(x):
-            out, mask = Fn.relu_forward(x, upper)
-            return (out, mask, Fn.relu_forward(x, upper, need_mask=False)[0],
-                    *(Fn.relu_backward(dout, mask, r) for r in Fn.RELU_RULES))
+            out, mask = K.relu_forward(x, upper)
+            return (out, mask, K.relu_forward(x, upper, need_mask=False)[0],
+                    *(K.relu_backward(dout, mask, r) for r in K.RELU_RULES))
         return run
 
     def pool(k, s, p):
         def run(x):
-            out, cache = Fn.maxpool2d_forward(x, k, s, p)
+            out, cache = K.maxpool2d_forward(x, k, s, p)
             dout_pool = np.random.default_rng(0).standard_normal(out.shape)
-            return out, cache.argmax, Fn.maxpool2d_backward(dout_pool, cache)
+            return out, cache.argmax, K.maxpool2d_backward(dout_pool, cache)
         return run
 
     return {"bn train": bn(True), "bn eval": bn(False), "relu": relu(None), "relu6": relu(6.0),
@@ -291,9 +292,9 @@ def test_batchnorm_in_channel_blocks_matches_the_oracle(split_channels):
     x = rng.standard_normal((4, 5, 3, 7)) * 3 + 2
     gamma, beta, rm = rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal(5)
     rv = rng.random(5) + 0.5
-    close(Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, True)[0],
+    close(K.batchnorm2d_forward(x, gamma, beta, rm, rv, True)[0],
           oracle.batchnorm2d_train(x, gamma, beta))
-    close(Fn.batchnorm2d_forward(x, gamma, beta, rm, rv, False)[0],
+    close(K.batchnorm2d_forward(x, gamma, beta, rm, rv, False)[0],
           oracle.batchnorm2d_eval(x, gamma, beta, rm, rv))
 
 
@@ -305,25 +306,25 @@ def test_relu_keeps_dtype_and_any_shape(split_channels, dtype, shape):
     x = (np.arange(int(np.prod(shape))) - 3).reshape(shape)
     x = x.astype(dtype) if dtype == "int64" else (x * 1.5).astype(dtype)
     for upper in (None, 6.0):
-        out, mask = Fn.relu_forward(x, upper)
+        out, mask = K.relu_forward(x, upper)
         want = np.clip(x, 0, np.inf if upper is None else upper).astype(dtype)
         assert out.dtype == x.dtype and out.shape == x.shape and mask.shape == x.shape
         np.testing.assert_array_equal(out, want)
         np.testing.assert_array_equal(mask, (x > 0) & (x < (np.inf if upper is None else upper)))
-        np.testing.assert_array_equal(Fn.relu_backward(np.ones(shape), mask), mask * 1.0)
+        np.testing.assert_array_equal(K.relu_backward(np.ones(shape), mask), mask * 1.0)
 
 
 @pytest.mark.parametrize("threads", [2, 3])
 def test_over_channels_blocks_cover_every_channel_once(monkeypatch, threads):
-    monkeypatch.setattr(im2col, "THREADS", threads)
-    monkeypatch.setattr(im2col, "SPLIT_MIN", 0)
+    monkeypatch.setattr(blocks, "THREADS", threads)
+    monkeypatch.setattr(blocks, "SPLIT_MIN", 0)
     for C in (1, 2, 5, 16):
         seen = np.zeros(C, int)
 
         def visit(cs):
             seen[cs] += 1
 
-        im2col.over_channels(visit, np.zeros((2, C, 4, 4)))
+        blocks.over_channels(visit, np.zeros((2, C, 4, 4)))
         assert (seen == 1).all(), (C, seen)
 
 
@@ -371,13 +372,13 @@ def test_fast_paths_on_backend(xp):
     rng = np.random.default_rng(10)
     x, w, b = rng.standard_normal((2, 16, 10, 9)), rng.standard_normal((16, 16, 3, 3)), rng.standard_normal(16)
     for kw in (dict(padding=1), dict(stride=2, padding=1)):
-        out, cache = Fn.conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), **kw)
+        out, cache = K.conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), **kw)
         out_n, cache_n = naive.conv2d_forward(x, w, b, **kw)
         close(out, out_n, WINO_TOL)
         dout = rng.standard_normal(out_n.shape)
-        for g, want in zip(Fn.conv2d_backward(xp.asarray(dout), cache), naive.conv2d_backward(dout, cache_n)):
+        for g, want in zip(K.conv2d_backward(xp.asarray(dout), cache), naive.conv2d_backward(dout, cache_n)):
             close(g, want, WINO_TOL)
-    out, cache = Fn.maxpool2d_forward(xp.asarray(x), 2)
+    out, cache = K.maxpool2d_forward(xp.asarray(x), 2)
     out_n, cache_n = naive.maxpool2d_forward(x, 2)
     close(out, out_n)
-    close(Fn.maxpool2d_backward(xp.asarray(out_n), cache), naive.maxpool2d_backward(out_n, cache_n))
+    close(K.maxpool2d_backward(xp.asarray(out_n), cache), naive.maxpool2d_backward(out_n, cache_n))

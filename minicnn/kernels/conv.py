@@ -1,11 +1,11 @@
-"""Convolution: the ``conv2d_forward`` / ``conv2d_backward`` pair and its fast paths.
+"""Convolution, tuned: the ``conv2d_forward`` / ``conv2d_backward`` pair and its fast paths.
 
-Re-exported by ``minicnn.functional`` (its home in the layer contract); kept in its own
-module because the fast paths need room to explain themselves:
+Same signatures and cache (``functional.Conv2dCache``) as the reference ``minicnn.functional``
+conv, which is one im2col and one matrix product; here:
 
 - blocked im2col: windows (``im2col.windows``, a strided view) copied block by block into a
   cache-sized matrix, one matrix product per block, written straight into the NCHW output;
-- Winograd F(2x2, 3x3) for 3x3 stride-1 convs with many channels (``minicnn.winograd``);
+- Winograd F(2x2, 3x3) for 3x3 stride-1 convs with many channels (``kernels.winograd``);
 - the backward computes only what is asked for: dw from the input rebuilt into windows block by
   block, dx as the adjoint (a flipped-kernel convolution, or col2im of w^T @ dout).
 
@@ -15,43 +15,13 @@ path against it on the shapes that trigger it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+from ..backend import get_xp
+from ..functional import Conv2dCache
+from ..im2col import col2im, conv_geometry, pad, unpad, windows
 from . import winograd
-from .backend import get_xp
-from .im2col import (block_plan, check_geometry, col2im, cols_block, conv_padding, pad, pair, run_blocks,
-                     scratch, unpad, windows)
+from .blocks import block_plan, run_blocks, scratch
 
-CHUNK = 1 << 20  # floats per block of the im2col matrix (4 MB in float32): see ``im2col.chunks``
-
-
-class Conv2dCache(NamedTuple):
-    x: object  # the input itself (a reference, no copy): backward rebuilds windows from it for dw
-    w: object
-    has_bias: bool
-    stride: tuple
-    dilation: tuple
-    pads: tuple
-    groups: int
-    out_hw: tuple
-    U: object = None  # Winograd-transformed w (the memo's array, no copy) when that path ran
-
-
-def _conv_geometry(x, w, stride, padding, dilation, groups):
-    """Validate shapes and normalise the conv hyper-parameters (shared with ``naive``)."""
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"conv2d expects x (N,C,H,W) and w (F,C/groups,KH,KW); got {x.shape}, {w.shape}")
-    N, C, H, W = x.shape
-    F, Cg, KH, KW = w.shape
-    if groups < 1 or C % groups or F % groups:
-        raise ValueError(f"conv2d: channels in={C} and out={F} must both be divisible by groups={groups}")
-    if Cg * groups != C:
-        raise ValueError(f"conv2d: input has {C} channels but the weight expects {Cg * groups} "
-                         f"({Cg} per group x {groups} groups)")
-    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
-    pads = conv_padding(padding, (H, W), (KH, KW), stride, dilation)
-    out_hw = check_geometry(x.shape, (KH, KW), stride, dilation, pads, "conv2d")
-    return stride, dilation, pads, out_hw
+CHUNK = 1 << 20  # floats per block of the im2col matrix (4 MB in float32): see ``blocks.chunks``
 
 
 def _is_pointwise(kernel, stride, pads):
@@ -81,11 +51,9 @@ def _windows(x, kernel, stride, dilation, pads, out_hw):
     NOTE: why: on the wide grid the window row (oh, 0..Wp-1) of tap (i, j) is the contiguous run
     x_pad[oh + i*dh, j*dw:][:Wp] (running on into the next padded row), so a block's R rows are
     one run of R*Wp values and the im2col copy runs at memory speed; with GW = OW every run is
-    only OW long. Measured: the shapes CNN's conv1 (64x64) and conv2 (32x32) forward 1.4x and
-    1.2x faster, VGG16's conv2_1 8%; at 16x16, where 2 of 18 columns are junk, it was within
-    noise (one layer 4% faster, another 3% slower, a training step unchanged), so it starts at
-    32. The weight gradient gained nothing this way (its copy transposes the batch) and keeps
-    GW = OW. One extra padded row keeps the last windows' overrun inside the array.
+    only OW long. Below WIDE_MIN the junk columns cost what the long runs save. The weight
+    gradient gained nothing this way (its copy transposes the batch) and keeps GW = OW. One
+    extra padded row keeps the last windows' overrun inside the array.
     """
     OH, OW = out_hw
     if stride != (1, 1) or OW < WIDE_MIN:
@@ -95,13 +63,31 @@ def _windows(x, kernel, stride, dilation, pads, out_hw):
     return windows(xpad, kernel, stride, dilation, (OH, xpad.shape[3])), xpad.shape[3]
 
 
+def cols_block(view, n0, n1, r0, r1, buf, batch_first):
+    """Copy one block of windows into ``buf``: the im2col matrix of images n0:n1, rows r0:r1.
+
+    view : (N, C, KH, KW, OH, OW) from ``windows``
+    batch_first=True  -> (nb, C*KH*KW, rows*OW): one matrix per image (forward, input gradient)
+    batch_first=False -> (C*KH*KW, nb*rows*OW): the batch inside the columns (weight gradient)
+    """
+    block = view[n0:n1, :, :, :, r0:r1]
+    nb, C, KH, KW, R, OW = block.shape
+    if batch_first:
+        cols = buf[:block.size].reshape(nb, C, KH, KW, R, OW)
+        cols[...] = block
+        return cols.reshape(nb, C * KH * KW, R * OW)
+    cols = buf[:block.size].reshape(C, KH, KW, nb, R, OW)
+    cols[...] = block.transpose(1, 2, 3, 0, 4, 5)
+    return cols.reshape(C * KH * KW, nb * R * OW)
+
+
 def _conv_gemm(x, w, b, stride, dilation, pads, groups, out_hw):
     """The general path: im2col in cache-sized blocks, one matrix product per block.
 
     out[n, g, :, p] = w[g] (Fg, Cg*KH*KW) @ cols[n, g] (Cg*KH*KW, p)   for each block of pixels p
 
     The product writes straight into the NCHW output (no transposes), and each worker thread
-    reuses one buffer for its blocks (``im2col.scratch``). A 1x1 stride-1 conv needs no windows
+    reuses one buffer for its blocks (``blocks.scratch``). A 1x1 stride-1 conv needs no windows
     at all: x[n] is already its matrix.
     """
     xp = get_xp(x, w)
@@ -142,7 +128,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         + sum_{c<Cg, i<KH, j<KW} w[g*Fg+f, c, i, j] * x_pad[n, g*Cg+c, oh*sh + i*dh, ow*sw + j*dw]
 
     3x3 stride-1 convolutions with 128+ input and output channels (VGG16 from conv2_2 on) take
-    the Winograd F(2x2, 3x3) path instead (``minicnn.winograd``): the same sum with 2.25x fewer
+    the Winograd F(2x2, 3x3) path instead (``kernels.winograd``): the same sum with 2.25x fewer
     multiplies. The cache holds the input and the weights, no im2col copy.
 
     Parameters
@@ -159,9 +145,10 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
 
     See Also
     --------
+    minicnn.functional.conv2d_forward : the reference (one im2col, one matrix product).
     minicnn.naive.conv2d_forward : the plain-loop twin.
     """
-    stride, dilation, pads, out_hw = _conv_geometry(x, w, stride, padding, dilation, groups)
+    stride, dilation, pads, out_hw = conv_geometry(x, w, stride, padding, dilation, groups)
     U = None
     if winograd.use_winograd(x, w, stride, dilation, groups):
         U = winograd.cached_weight_transform(w)
@@ -191,10 +178,8 @@ def _conv_dw(dout, c):
         cols = cols_block(view, n0, n1, r0, r1, buf, False).reshape(G, K, -1)  # (G, K, nb*rows*OW)
         # (nb, F, rows, OW) -> (G, Fg, nb*rows*OW): the batch joins the product's long axis
         d = dout[n0:n1, :, r0:r1].transpose(1, 0, 2, 3).reshape(G, F // G, -1)
-        # NOTE: as (K, P) @ (P, Fg), transposed: OpenBLAS runs this long-inner-axis product 15-30%
-        # faster in this orientation than (Fg, P) @ (P, K) on the shapes CNN's layers; and in runs
-        # of DW_RUN columns: for conv1's tiny (27, 16) result 2x faster than in one product
-        # (84 vs 42 GFLOP/s per thread), for larger results the same
+        # NOTE: as (K, P) @ (P, Fg), transposed, and in runs of DW_RUN columns: OpenBLAS runs this
+        # long-inner-axis product faster that way than as (Fg, P) @ (P, K) in one piece
         part, dT = 0, d.transpose(0, 2, 1)  # dT: (G, P, Fg)
         for s in range(0, cols.shape[2], DW_RUN):
             part = part + xp.matmul(cols[:, :, s:s + DW_RUN], dT[:, s:s + DW_RUN])
@@ -214,10 +199,7 @@ def _conv_dx(dout, c):
 
     NOTE: the flipped conv copies F*KH*KW values per pixel (the windows of dout), col2im adds
     C*KH*KW, with short strided rows; so with far fewer input than output channels (VGG16's
-    conv1_1: C=3, F=64) col2im is the cheaper one -- there the flipped conv's window copy is
-    115 MB. Measured at F = 2C (the shapes CNN's conv2 and conv3, VGG16's conv2_1) the flipped
-    conv was faster (9.8 -> 7.3 ms on conv2 at batch 64, whose copy runs on the wide grid), at
-    F = 4C col2im (6.8 vs 7.7 ms); hence the rule 2C >= F.
+    conv1_1: C=3, F=64) col2im is the cheaper one. The measured crossover gives the rule 2C >= F.
     """
     xp = get_xp(dout)
     N, F, OH, OW = dout.shape

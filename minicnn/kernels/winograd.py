@@ -21,7 +21,7 @@ direct convolution by a few float32 ulps of the layer's output scale (measured ~
 VGG16 layers; the direct im2col product differs from torch by ~5e-7). In float64 the two agree
 to ~1e-14, which is what the twin test checks (tolerance 1e-9, see tests/test_perf_paths.py).
 
-Used by ``conv.conv2d_forward`` (``functional.conv2d_forward``) for 3x3, stride-1, dilation-1, ungrouped convolutions
+Used by ``kernels.conv.conv2d_forward`` for 3x3, stride-1, dilation-1, ungrouped convolutions
 with enough channels for the product to dominate (``use_winograd``), and by its backward for
 the input gradient, which is the same convolution with a flipped kernel (``transpose=True``).
 """
@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import weakref
 
-from .backend import get_xp
-from .im2col import block_plan, run_blocks
+from ..backend import get_xp
+from .blocks import block_plan, run_blocks
 
 # NOTE: the transforms cost ~(C + F) elementwise ops per pixel, the product ~C*F multiply-adds, so
-# Winograd pays off only with enough channels. Measured on VGG16 (2 cores): with 64 channels
-# (conv1_2, conv2_1) blocked im2col is faster; from 128 on Winograd wins (b=8: 1.03x torch vs 1.17x).
+# Winograd pays off only with enough channels (on VGG16, from 128 on).
 MIN_CHANNELS = 128
 # Chunk size in floats of the transformed tiles V (and of the products M): small enough to stay
 # in the last-level cache between the transform and the product, large enough for a fast product.
@@ -83,8 +82,8 @@ _memo = {}  # id(w) -> (weakref to w, copy of w, U)
 def cached_weight_transform(w):
     """``weight_transform(w)``, memoised per weight array while it is unchanged.
 
-    NOTE: transforming all of VGG16's conv weights costs about a fifth of a forward pass at
-    batch 1, so it is done once per weight array. Optimisers update weights in place, so the
+    NOTE: transforming the weights costs a noticeable part of a forward pass at batch 1, so it
+    is done once per weight array. Optimisers update weights in place, so the
     memo keeps a copy and compares it (exactly) before reuse; a changed array is transformed
     again. The entry goes away with the weight array.
     """
@@ -130,7 +129,7 @@ def conv3x3(x, U, pads, b=None, transpose=False):
     x : (N, C, H, W)
     U : (16, F, C) from ``weight_transform(w)``; with ``transpose=True`` it is the transform of
         w (C, F, 3, 3) and the convolution uses w flipped in both spatial axes and transposed
-        in (in, out): the input gradient of the forward with w (``conv.conv2d_backward``)
+        in (in, out): the input gradient of the forward with w (``kernels.conv.conv2d_backward``)
     pads : (top, bottom, left, right) zero padding
     b : (F,) bias or None
     Returns
