@@ -23,7 +23,8 @@ Centre crop and resize
 ``fraction = 0.875`` (= 224 / (224 + 32)) is TensorFlow's ImageNet evaluation crop
 (``_decode_and_center_crop``, crop_padding 32), the protocol of published accuracies;
 ``fraction = 1.0`` keeps the whole short side (resize the short side to ``size``, crop the
-long side), what ``minicnn.zoo.efficientnet.preprocess`` uses on photos (see there why).
+long side), what ``minicnn.zoo.efficientnet.PREPROCESS`` uses on photos (see there why).
+``center_crop_box`` is ``minicnn.preprocess.center_crop_box`` (every model's crop).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..preprocess import center_crop_box, resize_image
 
 CLASS_FILE = Path(__file__).with_name("imagenet_classes.tsv")
 TF_EVAL_FRACTION = 224 / (224 + 32)  # TF's eval crop: 87.5 % of the short side
@@ -93,17 +96,6 @@ def write_class_file(path=CLASS_FILE):
     atomic_write(path, lambda f: f.write((head + body).encode("utf-8")))
 
 
-def center_crop_box(h, w, fraction=1.0):
-    """(top, left, crop): the centre square of side int(fraction * min(h, w)) of an h x w image.
-
-    Use it to place a heatmap of the model input back onto the original photo.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"crop fraction must be in (0, 1], got {fraction!r}")
-    crop = max(int(fraction * min(h, w)), 1)
-    return (h - crop + 1) // 2, (w - crop + 1) // 2, crop
-
-
 def center_crop_resize(image, size=224, fraction=1.0):
     """Centre-crop an RGB image (``center_crop_box``) and resize it to size x size, bicubic.
 
@@ -118,12 +110,10 @@ def center_crop_resize(image, size=224, fraction=1.0):
     """
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
     img = img.convert("RGB")
-    top, left, crop = center_crop_box(img.height, img.width, fraction)
     # NOTE: Pillow's bicubic low-pass filters when shrinking, TF's tf.image.resize (antialias
     # off) does not: the logits differ a little, the top-1 on grace_hopper.jpg does not.
-    out = img.resize((size, size), Image.Resampling.BICUBIC,
-                     box=(left, top, left + crop, top + crop))
-    return np.asarray(out, dtype=np.uint8)
+    return resize_image(img, (size, size), center_crop_box(img.height, img.width, fraction),
+                        "bicubic")
 
 
 if __name__ == "__main__":  # pragma: no cover - a developer tool
