@@ -6,8 +6,10 @@ The steps, in order:
 
 1. Crop. ``crop=None``: keep the whole image (a non-square photo is squashed to the input's
    aspect ratio, as the shapes models are fed). ``crop=f``: keep the centre square of side
-   int(f * min(h, w)) (``center_crop_box``); 1.0 keeps the whole short side, 0.875 is
-   TensorFlow's and torchvision's ImageNet evaluation crop (224 of 256).
+   int(f * min(h, w)) (``center_crop_box``), at (top, left) = ((h - side + 1) // 2,
+   (w - side + 1) // 2); 1.0 keeps the whole short side, 0.875 = 224 / (224 + 32) is
+   TensorFlow's (``_decode_and_center_crop``, crop_padding 32) and torchvision's (resize 256,
+   crop 224) ImageNet evaluation crop, the protocol of published accuracies.
 2. Resize the kept part to (H, W) with Pillow's ``resample`` filter ("bilinear" or "bicubic";
    Pillow low-pass filters when it shrinks).
 3. Normalise each channel c in 0-255 pixel units:  x_c = (rgb_c - mean_c) / std_c.

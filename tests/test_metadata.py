@@ -22,7 +22,7 @@ from gradcam.images import load_image, model_input
 from minicnn import io, zoo
 from minicnn import layers as L
 from minicnn.preprocess import Preprocess, center_crop_box
-from minicnn.zoo import efficientnet, imagenet
+from minicnn.zoo import efficientnet
 
 GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 
@@ -76,8 +76,7 @@ def test_vgg16_preprocess_is_torchvisions_mean_and_std():
     assert model.preprocess.crop_box(300, 400) == (19, 69, 262)  # 0.875 of the short side
 
 
-def test_center_crop_box_is_one_function():
-    assert imagenet.center_crop_box is center_crop_box
+def test_center_crop_box():
     assert center_crop_box(600, 512) == (44, 0, 512)
     assert center_crop_box(600, 512, 0.875) == (76, 32, 448)
     assert Preprocess(0, 1).crop_box(600, 512) is None

