@@ -61,14 +61,14 @@ class _Parser(argparse.ArgumentParser):
 
 # --------------------------------------------------------------------------- models
 def load_model(spec, pretrained=True):
-    """The model ``spec`` names (``minicnn.zoo.get``): a zoo name or a saved model file.
+    """The model ``spec`` names (``minicnn.zoo.resolve_model``): a zoo name or a saved model file.
 
     NOTE: ``demo`` and ``explain`` get their models only through this function, so tests can
     monkeypatch it (e.g. with random-weight models).
     """
     from minicnn import zoo
 
-    return zoo.get(spec, pretrained=pretrained)
+    return zoo.resolve_model(spec, pretrained=pretrained)
 
 
 def input_size(spec, size=None):
@@ -319,7 +319,6 @@ def cmd_explain(args):
     from .targets import resolve_target
 
     model = load_model(args.model)
-    H, W = input_size(args.model, args.size)
     if args.layer is not None:
         check_layer(model, args.layer)
     if args.method == "all":
@@ -330,7 +329,7 @@ def cmd_explain(args):
         methods = [args.method]
     tokens = _parse_targets(args.target)
     mode = "L" if input_channels(model) == 1 else "RGB"
-    loaded = [(p, *model_input(model, p, (H, W), mode)) for p in args.images]  # fail early
+    loaded = [(p, *model_input(model, p, args.size, mode)) for p in args.images]  # fail early
     out, jobs, stems, report = os.path.abspath(args.out), [], {}, []
     for path, x, rgb in loaded:
         stem = _safe(os.path.splitext(os.path.basename(path))[0])
@@ -341,7 +340,7 @@ def cmd_explain(args):
             classes = [int(np.argmax(logits[0]))]
         else:
             classes = [int(resolve_target(t, logits, model.class_names)[0]) for t in tokens]
-        report.append(f"{path} (model input {H}x{W}):")
+        report.append(f"{path} (model input {x.shape[2]}x{x.shape[3]}):")
         report += _top(viz.softmax(logits)[0], model)
         show = shrink(rgb, DISPLAY_MAX_SIDE)
         for c in classes:

@@ -342,27 +342,10 @@ def compare(user_map, model, x, target=None, layer=None, alphas=None, tol=DEFAUL
 # --------------------------------------------------------------------------- command line
 def load_model(spec, weights=None):
     """Our model: a zoo name or model file; with ``weights``, a torch state dict (.npz/.pth)
-    imported into the zoo architecture ``spec`` (``num_classes`` taken from the file)."""
-    import inspect
+    imported into the zoo architecture ``spec`` (``minicnn.zoo.resolve_model``)."""
+    from minicnn import zoo
 
-    from minicnn import torch_import, zoo
-
-    from . import cli
-
-    if weights is None:
-        return cli.load_model(spec)
-    if spec not in zoo.MODELS:
-        raise CompareError(f"--weights needs a zoo architecture for --model, one of "
-                           f"{', '.join(zoo.MODELS)}; got {spec!r}")
-    state = torch_import.read_state(weights)
-    build = zoo.MODELS[spec]
-    model = build()
-    last = [n for n, lay in model.named_layers() if "weight" in lay.params][-1]
-    w = state.get(f"{last}.weight")
-    if w is not None and w.shape[0] != model[last].params["weight"].shape[0] and \
-            "num_classes" in inspect.signature(build).parameters:
-        model = build(num_classes=int(w.shape[0]))
-    return torch_import.load_torch_weights(model, state).eval()
+    return zoo.resolve_model(spec, weights)
 
 
 def add_arguments(p):

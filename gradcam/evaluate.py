@@ -277,10 +277,10 @@ def mass_ceiling(masks, u, v):
 
 
 def load_model(spec):
-    """A shipped zoo model by name or a model file written by ``model.save`` (``zoo.get``)."""
+    """A shipped zoo model by name or a model file written by ``model.save`` (``resolve_model``)."""
     from minicnn import zoo
 
-    return zoo.get(spec)
+    return zoo.resolve_model(spec)
 
 
 def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BATCH):

@@ -16,10 +16,12 @@ The steps, in order (Pillow does the decoding and the resizing):
    (``I;16``, ``I``) is scaled to 8 bits (v * 255 / 65535), not clipped; float (``F``) is taken
    as [0, 1]; CMYK, P, 1, L, LA, YCbCr go through Pillow's ``convert`` (no ICC colour
    management). Multi-frame files (GIF, TIFF) give their first frame.
-5. Resize the whole image to the model's input size with Pillow's bilinear filter (which
-   low-pass filters when shrinking). NOTE: no centre-crop is applied, so a non-square image
-   is squashed to the model's aspect ratio; the heatmap, resized back to the original size,
-   lines up with the original pixels. The shipped shapes models take 64 x 64 inputs.
+5. The model's own ``preprocess`` (``minicnn.preprocess.Preprocess``) at its ``input_size``:
+   crop, resize, (rgb - mean) / std. A model without them (e.g. a Sequential a user built)
+   gets ``FALLBACK`` at 64 x 64, what the shipped shapes models also use: the whole image
+   resized with Pillow's bilinear filter (which low-pass filters when shrinking), x = rgb / 255.
+   NOTE: without a crop a non-square image is squashed to the model's aspect ratio; the
+   heatmap, resized back to the original size, lines up with the original pixels.
 
 Every failure (missing file, a directory, not an image, truncated or corrupt data, too many
 pixels, an unconvertible mode) raises ``ImageError``, a ValueError whose message is one line
@@ -36,10 +38,12 @@ import zlib
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from minicnn.im2col import pair
+from minicnn.preprocess import Preprocess
 
 MAX_PIXELS = 50_000_000  # width * height above which an image is refused before decoding
 MODES = ("RGB", "L")  # model input modes: 3 channels or 1 channel
+DEFAULT_SIZE = (64, 64)  # input size of a model that does not say (the shapes models' size)
+FALLBACK = Preprocess(mean=0.0, std=255.0)  # x = rgb / 255, whole image, bilinear
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 # what Pillow's decoders raise for bad data, besides OSError (truncation) and ValueError
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
@@ -127,8 +131,8 @@ def read_rgb(path, max_pixels=MAX_PIXELS):
     return rgb
 
 
-def load_image(path, size=(64, 64), mode="RGB", max_pixels=MAX_PIXELS):
-    """Load an image file as a model input (see the module docstring for every step).
+def load_image(path, size=DEFAULT_SIZE, mode="RGB", max_pixels=MAX_PIXELS):
+    """Load an image file as a model input with ``FALLBACK`` (see the module docstring).
 
     x = bilinear_resize(rgb, (H, W)) / 255, as (1, C, H, W) float32;  no centre-crop
 
@@ -146,17 +150,17 @@ def load_image(path, size=(64, 64), mode="RGB", max_pixels=MAX_PIXELS):
     ------
     ImageError : one line naming the file
     """
+    return _prepared(FALLBACK, path, size, mode, max_pixels)[:2]
+
+
+def _prepared(prep, path, size, mode, max_pixels):
+    """(x, rgb, box): ``prep`` applied to the decoded file (in ``mode``), the decoded RGB
+    original, and where the input lies in it (``prep.crop_box``)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    H, W = pair(size, "size")
     rgb = read_rgb(path, max_pixels)
-    img = Image.fromarray(rgb)
-    if mode == "L":
-        img = img.convert("L")
-    small = np.asarray(img.resize((W, H), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
-    # (H, W, C) -> (1, C, H, W); a 1-channel image arrives as (H, W)
-    x = small[None, None] if small.ndim == 2 else small.transpose(2, 0, 1)[None]
-    return np.ascontiguousarray(x), rgb
+    image = rgb if mode == "RGB" else np.asarray(Image.fromarray(rgb).convert("L"))
+    return prep(image, size), rgb, prep.crop_box(*rgb.shape[:2])
 
 
 def shrink(rgb, max_side=512):
@@ -172,23 +176,31 @@ def shrink(rgb, max_side=512):
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
 
 
-def model_input(model, path, size=(64, 64), mode="RGB", max_pixels=MAX_PIXELS):
+def model_input(model, path, size=None, mode="RGB", max_pixels=MAX_PIXELS):
     """The model's input for an image file, and the picture to draw the maps on.
 
-    A model that carries its own ``preprocess`` (the ImageNet model: centre square, bicubic
-    resize to 224, (rgb - 127) / 128) gets exactly that, and the picture is the centre square
-    of the photo it sees, at full resolution. Any other model gets ``load_image`` ([0, 1]
-    pixels, bilinear resize to ``size``) and the whole photo.
+    x = model.preprocess(rgb, size or model.input_size)
 
+    The model's own ``preprocess`` and ``input_size`` (the ImageNet model: centre square,
+    bicubic resize to 224, (rgb - 127) / 128); a model without them gets ``FALLBACK`` at
+    ``DEFAULT_SIZE`` (whole image, bilinear, / 255). The picture is what the model sees
+    of the photo, at full resolution: the centre square when the preprocessing crops, else
+    the whole photo.
+
+    Parameters
+    ----------
+    model : minicnn.Sequential (reads ``preprocess`` and ``input_size``)
+    path : str or os.PathLike
+    size : (H, W) overriding the model's ``input_size``; None: the model's
+    mode : "RGB" or "L" (one channel)
     Returns
     -------
     x : (1, C, H, W) float32; shown : (h, w, 3) uint8
     """
-    prep = getattr(model, "preprocess", None)
-    if prep is None:
-        return load_image(path, size, mode, max_pixels)
-    from minicnn.zoo.imagenet import center_crop_box
-
-    rgb = read_rgb(path, max_pixels)
-    top, left, crop = center_crop_box(*rgb.shape[:2], getattr(model, "crop_fraction", 1.0))
-    return prep(rgb), np.ascontiguousarray(rgb[top:top + crop, left:left + crop])
+    prep = getattr(model, "preprocess", None) or FALLBACK
+    size = size or getattr(model, "input_size", None) or DEFAULT_SIZE
+    x, rgb, box = _prepared(prep, path, size, mode, max_pixels)
+    if box is None:
+        return x, rgb
+    top, left, side = box
+    return x, np.ascontiguousarray(rgb[top:top + side, left:left + side])

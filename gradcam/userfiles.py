@@ -156,7 +156,7 @@ def load_input(path, model, spec, size=None):
         return x.astype(model.dtype)
     mode = "L" if input_channels(model) == 1 else "RGB"
     if hasattr(images, "model_input"):  # the model's own preprocessing, as ``gradcam explain``
-        return np.asarray(images.model_input(model, name, input_size(spec, size), mode)[0],
+        return np.asarray(images.model_input(model, name, size, mode)[0],
                           dtype=model.dtype)
     if callable(getattr(model, "preprocess", None)):
         return np.asarray(model.preprocess(images.read_rgb(name))).astype(model.dtype)

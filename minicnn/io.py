@@ -2,10 +2,14 @@
 
 A weight file is an uncompressed ``.npz`` (a zip of ``.npy`` arrays) holding the
 model's ``state_dict()`` entries plus one extra entry, ``"__meta__"``: a uint8 array
-of UTF-8 JSON describing the architecture (``model.config()``), the class names and
-the dtype. ``load`` rebuilds the model from that JSON, so no code is unpickled:
+of UTF-8 JSON (for a model: ``model.file_meta()``, the architecture, dtype, class names,
+input size and preprocessing). ``minicnn.load`` (``minicnn.serialize``) rebuilds the model
+from that JSON, so no code is unpickled:
 
     file = { "conv1.weight": ndarray, ..., "__meta__": uint8[utf8(json(meta))] }
+
+This module holds the file primitives only (it knows no model): ``atomic_write``,
+``save_arrays``, ``load_arrays`` and ``WeightFileError``.
 
 Two guarantees:
 
@@ -174,62 +178,3 @@ def load_arrays(path):
     if not isinstance(meta, dict):
         raise WeightFileError(f"{name}: {META_KEY!r} must be a JSON object")
     return arrays, meta
-
-
-def _dtype_name(state):
-    """Name of the floating dtype of the first floating array (e.g. ``"float32"``), or None."""
-    for a in state.values():
-        if np.issubdtype(to_numpy(a).dtype, np.floating):
-            return str(to_numpy(a).dtype)
-    return None
-
-
-def save(model, path):
-    """Save ``model`` (architecture, class names, dtype and ``state_dict()``) to ``path``.
-
-    meta = {"format": "minicnn", "version": 1, "architecture": model.config(),
-            "class_names": model.class_names, "dtype": "float32" | "float64" | None}
-    """
-    state = model.state_dict()
-    meta = {"format": FORMAT, "version": VERSION, "architecture": model.config(),
-            "class_names": None if model.class_names is None else list(model.class_names),
-            "dtype": _dtype_name(state)}
-    save_arrays(path, state, meta)
-
-
-def load(path, device="numpy"):
-    """Rebuild a model saved by :func:`save`: ``from_config`` + ``load_state_dict``.
-
-    The model is returned in eval mode (inference is what a loaded file is for; call
-    ``model.train()`` to fine-tune), on ``device``, with ``class_names`` attached.
-
-    Raises
-    ------
-    WeightFileError
-        for any bad file (see :func:`load_arrays`), a foreign format or newer version,
-        an unknown architecture, or weights that do not fit it (message names the layer).
-    """
-    from .model import from_config  # NOTE: late import; model.py imports this module for .save
-
-    name = os.fspath(path)
-    arrays, meta = load_arrays(name)
-    if meta.get("format") != FORMAT:
-        raise WeightFileError(f"{name}: format {meta.get('format')!r} is not {FORMAT!r}")
-    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
-        raise WeightFileError(f"{name}: format version {meta.get('version')!r} is not supported "
-                              f"(this minicnn reads version <= {VERSION})")
-    if "architecture" not in meta:
-        raise WeightFileError(f"{name}: metadata has no 'architecture'")
-    try:
-        model = from_config(meta["architecture"])
-        if meta.get("dtype"):
-            model.astype(meta["dtype"])
-        model.load_state_dict(arrays)
-    except (ValueError, KeyError, TypeError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
-        raise WeightFileError(f"{name}: {msg}") from None
-    model.class_names = meta.get("class_names")
-    model.eval()
-    if device is not None:
-        model.to(device)
-    return model

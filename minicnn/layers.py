@@ -22,6 +22,7 @@ import numpy as np
 from .tiers import active as tier
 from .backend import get_xp
 from .im2col import pair
+from .parameters import ParameterProperty
 
 
 def _rng(rng):
@@ -43,7 +44,14 @@ def _uniform(rng, bound, shape, dtype):
 
 
 class Layer:
-    """Base class: parameter dicts, train/eval flag, cache check, repr from config."""
+    """Base class: parameter dicts, train/eval flag, cache check, repr from config.
+
+    ``weight`` and ``bias`` are read/write properties on the layers that own them (Conv2d,
+    Linear, BatchNorm2d); see ``ParameterProperty`` for what a write checks, casts and copies.
+    """
+
+    weight = ParameterProperty("weight")
+    bias = ParameterProperty("bias")
 
     def __init__(self):
         self.params, self.grads, self.buffers = {}, {}, {}
@@ -364,12 +372,3 @@ LAYER_TYPES = {cls.__name__: cls for cls in
                (Conv2d, Linear, ReLU, ReLU6, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d, Flatten,
                 Dropout, BatchNorm2d)}
 
-
-def __getattr__(name):
-    # NOTE: the containers live in model.py (they import this module); expose them here too so
-    # ``from minicnn import layers as L; L.Residual(...)`` works without a circular import.
-    if name in ("Residual", "Sequential"):
-        from . import model
-
-        return getattr(model, name)
-    raise AttributeError(f"module 'minicnn.layers' has no attribute {name!r}")

@@ -1,12 +1,14 @@
-"""Containers: ``Sequential`` (named layers in order) and ``Residual`` (y = x + body(x)).
+"""Models: ``Sequential`` (named layers in order) and ``Residual`` (y = x + body(x)).
 
 Names nest with dots, as in PyTorch: a ``Sequential`` called ``features`` holding a
 layer ``0`` gives ``features.0``; its weight is ``features.0.weight`` in the state dict.
+(Children, parameters, state dicts, modes, dtype and device: ``minicnn.container``.)
 
 What Grad-CAM needs from a model, and where it is:
 
     y = model.forward(x, keep=("conv3",), stop_at="conv3")   # model.activations["conv3"] is A
     dA = model.backward(dy, stop_at="conv3", need_dw=False)   # dy/dA, nothing below conv3
+    y2 = model.forward_from("conv3", A2)                      # the logits for another A
 
 (``stop_at`` is optional: the layers up to conv3 then keep no cache, since this backward
 never reaches them.)
@@ -15,23 +17,33 @@ never reaches them.)
 at the output of ``stop_at``; ``need_dw=False`` skips every weight gradient and
 ``relu_rule`` ("standard", "deconvnet", "guided") changes only how ReLUs pass
 gradients back, for this call, without touching the model.
+
+A model carries what it takes to feed it a photo and to read its output: ``class_names``,
+``input_size`` ((H, W) or None) and ``preprocess`` (a ``minicnn.preprocess.Preprocess`` or
+None). ``save`` writes them into the weight file's metadata; ``minicnn.load`` reads them back.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import io
 from . import layers as L
-from .backend import device_of, get_xp, normalize_device, to_numpy
+from .backend import device_of
+from .container import Container
 from .functional import RELU_RULES
+from .im2col import pair
+from .preprocess import Preprocess
 
 
 class _Record:
-    """What one forward pass remembers: the outputs asked for, and every output's shape."""
+    """What one forward pass remembers: the outputs asked for, every output's shape, and the
+    inputs of the residual blocks named in ``residual_blocks`` (for ``forward_from``)."""
 
-    def __init__(self, keep, stop_at=None):
+    def __init__(self, keep, stop_at=None, residual_blocks=()):
         self.keep = set(keep)
         self.activations, self.shapes = {}, {}
+        self.residual_blocks, self.residual_inputs = set(residual_blocks), {}
         # NOTE: until ``stop_at``'s output is recorded, no backward will reach the layers
         # that run, so they use the cache-free ``Layer.infer``; after it, the normal forward.
         self.caching = stop_at is None
@@ -45,168 +57,48 @@ class _Record:
             self.caching = True
 
 
-class _Container(L.Layer):
-    """Shared machinery of Sequential and Residual: children, names, parameters, modes."""
-
-    def __init__(self, layers):
-        super().__init__()
-        if isinstance(layers, dict):
-            layers = list(layers.items())
-        self.layers = []
-        seen = set()
-        for item in layers:
-            try:
-                name, layer = item
-            except (TypeError, ValueError):
-                raise TypeError("layers must be (name, layer) pairs") from None
-            name = str(name)
-            if not name or "." in name or name in seen:
-                raise ValueError(f"layer names must be unique, non-empty and dot-free: {name!r}")
-            if not isinstance(layer, L.Layer):
-                raise TypeError(f"layer {name!r} is a {type(layer).__name__}, not a minicnn layer")
-            seen.add(name)
-            self.layers.append((name, layer))
-
-    # ----------------------------------------------------------------- naming
-    def named_layers(self, prefix=""):
-        """All layers, depth first, as (dotted name, layer); a container comes before its children."""
-        out = []
-        for name, layer in self.layers:
-            full = prefix + name
-            out.append((full, layer))
-            if isinstance(layer, _Container):
-                out += layer.named_layers(full + ".")
-        return out
-
-    def __getitem__(self, name):
-        for full, layer in self.named_layers():
-            if full == name:
-                return layer
-        raise KeyError(f"no layer named {name!r}; layers are: {', '.join(self.layer_names())}")
-
-    def layer_names(self):
-        return [n for n, _ in self.named_layers()]
-
-    def _leaves(self):
-        return [(n, lay) for n, lay in self.named_layers() if not isinstance(lay, _Container)]
-
-    # ----------------------------------------------------------------- parameters and state
-    def named_parameters(self):
-        """(key, live parameter array, its gradient from the last backward or None)."""
-        return [(f"{n}.{k}", p, lay.grads.get(k))
-                for n, lay in self._leaves() for k, p in lay.params.items()]
-
-    def state_dict(self):
-        """Parameters and buffers by PyTorch-style key ("conv1.weight", "bn1.running_mean").
-
-        The arrays are the model's own (no copy), as PyTorch's state_dict is.
-        """
-        d = {}
-        for n, lay in self._leaves():
-            for k, v in list(lay.params.items()) + list(lay.buffers.items()):
-                d[f"{n}.{k}"] = v
-        return d
-
-    def grad_dict(self):
-        """Parameter gradients of the last backward, keyed like ``state_dict``."""
-        return {key: g for key, _, g in self.named_parameters() if g is not None}
-
-    def load_state_dict(self, state, strict=True):
-        """Copy arrays into the model, checking every key, shape and dtype first.
-
-        Raises KeyError for missing or unexpected keys and ValueError for a wrong shape or a
-        non-floating dtype, naming the layer; floating arrays are cast to the model's dtype
-        and moved to its device. Nothing is changed unless every entry is valid.
-        """
-        slots = {}
-        for n, lay in self._leaves():
-            for store in (lay.params, lay.buffers):
-                for k, v in store.items():
-                    slots[f"{n}.{k}"] = (store, k, v, n)
-        missing = sorted(set(slots) - set(state))
-        unexpected = sorted(set(state) - set(slots))
-        if strict and (missing or unexpected):
-            raise KeyError(f"state dict does not match the model: missing {missing[:8]}"
-                           f"{'...' if len(missing) > 8 else ''}, unexpected {unexpected[:8]}"
-                           f"{'...' if len(unexpected) > 8 else ''}")
-        staged = []
-        for key, (store, k, old, lname) in slots.items():
-            if key not in state:
-                continue
-            new = state[key]
-            if tuple(new.shape) != tuple(old.shape):
-                raise ValueError(f"layer {lname!r}: {key} has shape {tuple(new.shape)}, "
-                                 f"the model expects {tuple(old.shape)}")
-            if np.dtype(new.dtype).kind != "f":
-                raise ValueError(f"layer {lname!r}: {key} has dtype {new.dtype}, expected floating point")
-            staged.append((store, k, new, old))
-        for store, k, new, old in staged:
-            xp = get_xp(old)
-            store[k] = xp.array(to_numpy(new) if xp is np else new, dtype=old.dtype, copy=True)
-        return self
-
-    # ----------------------------------------------------------------- modes, dtype, device
-    def train(self, mode=True):
-        self.training = mode
-        for _, lay in self.named_layers():
-            lay.training = mode
-        return self
-
-    def eval(self):
-        return self.train(False)
-
-    def _map_arrays(self, fn):
-        for _, lay in self._leaves():
-            for store in (lay.params, lay.buffers):
-                for k in store:
-                    store[k] = fn(store[k])
-            lay.grads, lay.cache = {}, None
-
-    def astype(self, dtype):
-        """Cast every parameter and buffer (e.g. "float64" for gradient checks)."""
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"model dtype must be floating point, got {dtype}")
-        self._map_arrays(lambda a: a.astype(dtype))
-        return self
-
-    def to(self, device):
-        """Move parameters and buffers to "numpy" (host) or "cupy" (GPU)."""
-        from .backend import asarray
-
-        dev = normalize_device(device)
-        self._map_arrays(lambda a: asarray(a, dev))
-        return self
-
-    @property
-    def dtype(self):
-        arrays = list(self.state_dict().values())
-        return arrays[0].dtype if arrays else np.dtype("float32")
-
-    @property
-    def device(self):
-        arrays = list(self.state_dict().values())
-        return device_of(arrays[0]) if arrays else "numpy"
-
-    def config(self):
-        return {"type": type(self).__name__,
-                "layers": [[name, lay.config()] for name, lay in self.layers]}
-
-    def __repr__(self):
-        lines = [f"{type(self).__name__}("]
-        for name, lay in self.layers:
-            body = repr(lay).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        return "\n".join(lines + [")"])
-
-
-class Sequential(_Container):
+class Sequential(Container):
     """Named layers applied in order. See the module docstring for forward/backward options."""
 
-    def __init__(self, layers, class_names=None):
+    def __init__(self, layers, class_names=None, input_size=None, preprocess=None):
         super().__init__(layers)
-        self.class_names = list(class_names) if class_names is not None else None
-        self.activations, self.shapes = {}, {}
+        self.class_names, self.input_size, self.preprocess = class_names, input_size, preprocess
+        self.activations, self.shapes, self.residual_inputs = {}, {}, {}
+
+    # ----------------------------------------------------------------- metadata
+    @property
+    def class_names(self):
+        """The name of each output class (a list of str), or None."""
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, names):
+        if names is not None:
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise TypeError(f"class_names must be a list of str or None, got {names!r:.80}")
+            names = list(names)
+        self._class_names = names
+
+    @property
+    def input_size(self):
+        """(H, W) of the input the model was trained at, or None (unknown)."""
+        return self._input_size
+
+    @input_size.setter
+    def input_size(self, size):
+        self._input_size = None if size is None else pair(size, "input_size")
+
+    @property
+    def preprocess(self):
+        """The ``Preprocess`` that turns a photo into this model's input, or None (unknown)."""
+        return self._preprocess
+
+    @preprocess.setter
+    def preprocess(self, prep):
+        if prep is not None and not isinstance(prep, Preprocess):
+            raise TypeError(f"preprocess must be a minicnn.preprocess.Preprocess or None, "
+                            f"got {type(prep).__name__}")
+        self._preprocess = prep
 
     # ----------------------------------------------------------------- forward
     def forward(self, x, keep=(), stop_at=None):
@@ -214,19 +106,24 @@ class Sequential(_Container):
         every layer's output shape goes to ``self.shapes`` (cheap, and tells which are spatial).
 
         ``stop_at``: the name of the layer a following backward will stop at (the same
-        ``stop_at`` as ``backward``'s). The layers that run up to and including it keep no cache (nothing
-        below it is differentiated), which saves their memory and, for ReLU and max-pool,
-        some work. ``None`` (the default) caches every layer.
+        ``stop_at`` as ``backward``'s). The layers that run up to and including it keep no
+        cache (nothing below it is differentiated), which saves their memory and, for ReLU
+        and max-pool, some work. ``None`` (the default) caches every layer.
+
+        ``self.residual_inputs`` gets the input of every ``Residual`` block that encloses a
+        layer named in ``keep`` or ``stop_at`` (what ``forward_from`` needs there), and no other.
         """
         keep = (keep,) if isinstance(keep, str) else tuple(keep)
-        names = set(self.layer_names())
-        unknown = [k for k in keep + ((stop_at,) if stop_at is not None else ()) if k not in names]
+        asked = keep + ((stop_at,) if stop_at is not None else ())
+        kinds = dict(self.named_layers())
+        unknown = [k for k in asked if k not in kinds]
         if unknown:
-            raise KeyError(f"unknown layer {unknown[0]!r}; layers are: {', '.join(self.layer_names())}")
+            raise KeyError(f"unknown layer {unknown[0]!r}; layers are: {', '.join(kinds)}")
         x = self._check_input(x)
-        rec = _Record(keep, stop_at)
+        rec = _Record(keep, stop_at, {b for n in asked for b in _enclosing_residuals(n, kinds)})
         out = self._forward(x, "", rec)
         self.activations, self.shapes = rec.activations, rec.shapes
+        self.residual_inputs = rec.residual_inputs
         return out
 
     def _check_input(self, x):
@@ -245,10 +142,11 @@ class Sequential(_Container):
                 x = x.astype(params[0].dtype)
         return x
 
-    def _forward(self, x, prefix, rec):
-        for name, layer in self.layers:
+    def _forward(self, x, prefix, rec, start=0):
+        """Run the layers from index ``start`` on; ``prefix`` names this container ("a.b.")."""
+        for name, layer in self.layers[start:]:
             full = prefix + name
-            if isinstance(layer, _Container):
+            if isinstance(layer, Container):
                 x = layer._forward(x, full + ".", rec)
             else:
                 try:
@@ -260,6 +158,54 @@ class Sequential(_Container):
 
     def __call__(self, x, keep=(), stop_at=None):
         return self.forward(x, keep, stop_at)
+
+    def forward_from(self, layer, A, skips=None):
+        """The model's output computed from ``A``, the output of ``layer``: run what follows it.
+
+        y = f_after(A), where for a layer inside a residual block the block's output is
+        skip + body(...), skip being the block's input: ``skips[block]``, or when ``skips``
+        is None the input recorded by the last ``forward(x, keep=[layer])``.
+
+        The layers after ``layer`` run their normal, caching forward in the model's current
+        mode (eval/train), so ``backward(dy, stop_at=layer)`` can follow. NOTE: the layers
+        before ``layer`` keep their caches from the last forward, which this A did not come
+        from; a backward past ``layer`` is meaningless after this call. ``activations``,
+        ``shapes`` and ``residual_inputs`` keep what the last ``forward`` recorded.
+
+        Parameters
+        ----------
+        layer : a name ``named_layers()`` lists (a layer, a container, a layer nested in blocks)
+        A : (N, ...) array shaped like ``layer``'s output (cast to the model's dtype)
+        skips : dict residual-block name -> that block's input (N or 1, ...); a batch of 1
+            broadcasts against N (many altered copies of one image's A). None: the inputs
+            recorded by the last forward (``self.residual_inputs``).
+        Returns
+        -------
+        y : what ``forward`` returns (the logits); ``A`` itself when ``layer`` is the last layer
+        """
+        kinds = dict(self.named_layers())
+        if layer not in kinds:
+            raise KeyError(f"unknown layer {layer!r}; layers are: {', '.join(kinds)}")
+        if skips is not None:
+            blocks = [n for n, m in kinds.items() if isinstance(m, Residual)]
+            strange = [k for k in skips if k not in blocks]
+            if strange:
+                raise KeyError(f"skips names {strange[0]!r}, which is not a residual block; "
+                               f"residual blocks are: {', '.join(blocks)}")
+        x = self._check_input(A)
+        parts = layer.split(".")
+        chain, node = [], self  # (container, its dotted name, index of the next name in it)
+        for i, part in enumerate(parts):
+            idx = [n for n, _ in node.layers].index(part)
+            chain.append((node, ".".join(parts[:i]), idx))
+            node = node.layers[idx][1]
+        rec = _Record(())
+        for container, name, idx in reversed(chain):  # innermost container first
+            # NOTE: Sequential._forward, not a Residual's own: its skip is added here, from skips
+            x = Sequential._forward(container, x, name + "." if name else "", rec, start=idx + 1)
+            if isinstance(container, Residual):
+                x = _skip(name, layer, self.residual_inputs if skips is None else skips, x) + x
+        return x
 
     # ----------------------------------------------------------------- backward
     def backward(self, dout, stop_at=None, need_dw=True, relu_rule="standard", need_dx=True):
@@ -297,7 +243,7 @@ class Sequential(_Container):
             if full == opts["stop_at"]:
                 return dout, True
             first = skip_dx and idx == 0
-            if isinstance(layer, _Container):
+            if isinstance(layer, Container):
                 dout, stopped = layer._backward(dout, full + ".", opts, skip_dx=first)
                 if stopped:
                     return dout, True
@@ -309,13 +255,22 @@ class Sequential(_Container):
     # ----------------------------------------------------------------- files
     def save(self, path):
         """Write weights + architecture to ``path`` (.npz, atomic); see ``minicnn.load``."""
-        from . import io
+        io.save_arrays(path, self.state_dict(), self.file_meta())
 
-        io.save(self, path)
+    def file_meta(self):
+        """The JSON ``save`` writes beside the arrays, which ``minicnn.load`` reads back:
 
-    def config(self):
-        cfg = super().config()
-        return cfg
+        {"format": "minicnn", "version": 1, "architecture": model.config(),
+         "class_names": [...] | None, "dtype": "float32" | "float64" | None,
+         "input_size": [H, W] | None, "preprocess": Preprocess.to_json() | None}
+        """
+        return {"format": io.FORMAT, "version": io.VERSION, "architecture": self.config(),
+                "class_names": self.class_names,
+                "dtype": str(self.dtype) if self.state_dict() else None,
+                "input_size": None if self.input_size is None else list(self.input_size),
+                "preprocess": None if self.preprocess is None else self.preprocess.to_json()}
+
+
 
 
 class Residual(Sequential):
@@ -328,8 +283,10 @@ class Residual(Sequential):
     def __init__(self, layers):
         super().__init__(layers)
 
-    def _forward(self, x, prefix, rec):
-        out = super()._forward(x, prefix, rec)
+    def _forward(self, x, prefix, rec, start=0):
+        if prefix[:-1] in rec.residual_blocks:
+            rec.residual_inputs[prefix[:-1]] = x
+        out = super()._forward(x, prefix, rec, start)
         if out.shape != x.shape:
             raise ValueError(f"residual block {prefix[:-1]!r}: body maps {x.shape} to {out.shape}; "
                              "a residual needs equal shapes")
@@ -342,6 +299,26 @@ class Residual(Sequential):
         if skip_dx:
             return None, False
         return dout + dbody, False
+
+
+def _enclosing_residuals(name, kinds):
+    """Names of the Residual blocks that strictly enclose layer ``name`` ("a.b" for "a.b.c")."""
+    parts = name.split(".")
+    prefixes = (".".join(parts[:i]) for i in range(1, len(parts)))
+    return [p for p in prefixes if isinstance(kinds[p], Residual)]
+
+
+def _skip(block, layer, skips, x):
+    """The input of residual ``block`` from ``skips``, checked against the body's output x."""
+    if block not in skips:
+        raise ValueError(f"forward_from({layer!r}) needs the input of the residual block "
+                         f"{block!r} that encloses it: run forward(x, keep=[{layer!r}]) first, "
+                         f"or pass skips={{{block!r}: that input}}")
+    skip = skips[block]
+    if skip.ndim != x.ndim or skip.shape[1:] != x.shape[1:] or skip.shape[0] not in (1, x.shape[0]):
+        raise ValueError(f"skip of residual block {block!r} has shape {tuple(skip.shape)}; "
+                         f"its body gives {tuple(x.shape)} (a batch of 1 broadcasts)")
+    return skip.astype(x.dtype, copy=False)
 
 
 CONTAINER_TYPES = {"Sequential": Sequential, "Residual": Residual}

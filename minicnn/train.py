@@ -65,7 +65,7 @@ def _batches(N, batch_size):
         yield start, min(start + batch_size, N)
 
 
-def evaluate(model, X, y, batch_size=256):
+def model_accuracy(model, X, y, batch_size=256):
     """Accuracy of ``model`` on ``(X, y)`` in eval mode; the previous mode is restored.
 
     acc = 1/N * sum_n [argmax_c model(X)[n, c] == y[n]]
@@ -276,7 +276,7 @@ def fit(model, optimizer, X, y, epochs, batch_size=64, seed=0, val=None, checkpo
             correct += accuracy(scores, yb) * (b - a)
             if bar:
                 _bar(epoch, i + 1, n_batches, loss_sum / b)
-        val_acc = evaluate(model, val[0], val[1]) if val is not None else None
+        val_acc = model_accuracy(model, val[0], val[1]) if val is not None else None
         history.loss.append(loss_sum / N)
         history.acc.append(correct / N)
         history.val_acc.append(val_acc)

@@ -31,16 +31,12 @@ import torch
 import torch_twins as T
 
 from gradcam.resize import resize
-from minicnn import zoo
 
 rel_error = T.rel_error
 
 CAPTUM_RTOL = 1e-6
 pytestmark = pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU:UserWarning")
-MODELS = ["small_cnn", "shapes_cnn", "shapes_gap", "vgg16",
-          pytest.param("efficientnet_lite0", marks=pytest.mark.skipif(
-              not hasattr(zoo, "efficientnet_lite0"),
-              reason="minicnn.zoo.efficientnet_lite0 does not exist yet"))]
+MODELS = ["small_cnn", "shapes_cnn", "shapes_gap", "vgg16", "efficientnet_lite0"]
 
 
 def captum_twin(name):
@@ -106,8 +102,6 @@ def test_guided_gradcam_is_guided_backprop_times_nearest_upsampled_coarse(name):
 
 def test_relu6_split_twin_is_the_same_function():
     """The Clamp6(ReLU) rebuild changes nothing forward (the guided mapping's premise)."""
-    if not hasattr(zoo, "efficientnet_lite0"):
-        pytest.skip("minicnn.zoo.efficientnet_lite0 does not exist yet")
     twin, x, *_ = captum_twin("efficientnet_lite0")
     ref = T.case("efficientnet_lite0")[1]
     with torch.no_grad(), T.single_thread():
@@ -149,8 +143,7 @@ def main():
     import warnings
 
     warnings.filterwarnings("ignore", "Setting backward hooks")
-    names = ["small_cnn", "shapes_cnn", "shapes_gap", "vgg16"] + (
-        ["efficientnet_lite0"] if hasattr(zoo, "efficientnet_lite0") else [])
+    names = ["small_cnn", "shapes_cnn", "shapes_gap", "vgg16", "efficientnet_lite0"]
     table = {n: errors(n) for n in names}
     print("| Captum | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))

@@ -12,7 +12,7 @@ import pytest
 
 from minicnn import io
 from minicnn.optim import SGD, Adam
-from minicnn.train import History, evaluate, fit
+from minicnn.train import History, fit, model_accuracy
 
 
 # ----------------------------------------------------------------------------- fake model
@@ -184,10 +184,7 @@ def test_model_save_load_round_trip_is_bit_exact(tmp_path, dtype):
 
     model = _small_net().astype(dtype)
     p = tmp_path / "net.npz"
-    if dtype == "float32":
-        io.save(model, p)
-    else:
-        model.save(p)  # Sequential.save delegates to io.save
+    model.save(p)
     back = minicnn.load(p)
     assert not back.training  # loaded for inference
     want, got = model.state_dict(), back.state_dict()
@@ -201,16 +198,18 @@ def test_model_save_load_round_trip_is_bit_exact(tmp_path, dtype):
 
 
 def test_model_load_names_the_file_for_mismatched_weights(tmp_path):
+    import minicnn
+
     model = _small_net()
     p = tmp_path / "net.npz"
     state = {k: v for k, v in model.state_dict().items() if k != "fc.bias"}
     io.save_arrays(p, state, {"format": "minicnn", "version": 1,
                               "architecture": model.config(), "dtype": "float32"})
     with pytest.raises(io.WeightFileError, match="net.npz.*fc.bias"):
-        io.load(p)
+        minicnn.load(p)
     io.save_arrays(p, {}, {"format": "something-else", "version": 1})
     with pytest.raises(io.WeightFileError, match="format"):
-        io.load(p)
+        minicnn.load(p)
 
 
 # ----------------------------------------------------------------------------- training
@@ -226,10 +225,10 @@ def test_fit_loss_falls(capsys):
     assert len(out) == 5 and out[-1].startswith("epoch 5/5")
 
 
-def test_evaluate_restores_training_mode():
+def test_model_accuracy_restores_training_mode():
     X, y = blobs(N=10)
     model = TinyLinear(4, 3)
-    acc = evaluate(model, X, y, batch_size=3)
+    acc = model_accuracy(model, X, y, batch_size=3)
     assert 0.0 <= acc <= 1.0 and model.training
 
 

@@ -27,15 +27,11 @@ torch = pytest.importorskip(
 
 import torch_twins as T
 
-from minicnn import zoo
 
 rel_error = T.rel_error
 
 TORCH_RTOL = 1e-6
-HAS_LITE0 = hasattr(zoo, "efficientnet_lite0")
-MODELS = ["small_cnn", "shapes_cnn", "shapes_gap", "vgg16",
-          pytest.param("efficientnet_lite0", marks=pytest.mark.skipif(
-              not HAS_LITE0, reason="minicnn.zoo.efficientnet_lite0 does not exist yet"))]
+MODELS = ["small_cnn", "shapes_cnn", "shapes_gap", "vgg16", "efficientnet_lite0"]
 QUANTITIES = ("logits", "need_dw", "need_dx", "activations", "gradients", "alpha",
               "linear_map", "coarse", "counterfactual", "heatmap", "guided_backprop",
               "deconvnet")
@@ -91,7 +87,6 @@ def test_vgg16_torchvision_names_load_key_for_key():
         np.testing.assert_array_equal(v.numpy(), model.state_dict()[k])
 
 
-@pytest.mark.skipif(not HAS_LITE0, reason="minicnn.zoo.efficientnet_lite0 does not exist yet")
 def test_efficientnet_state_dict_keys_match_torch_twin():
     model, twin, *_ = T.case("efficientnet_lite0")
     ours = set(model.state_dict())
@@ -176,8 +171,7 @@ def test_readme_snippet_checks_the_fixture():
 
 def main():
     """Print the worst error per quantity (rows) and model (columns), float64."""
-    names = ["small_cnn", "shapes_cnn", "shapes_gap", "vgg16"] + (
-        ["efficientnet_lite0"] if HAS_LITE0 else [])
+    names = ["small_cnn", "shapes_cnn", "shapes_gap", "vgg16", "efficientnet_lite0"]
     table = {n: errors(n) for n in names}
     print("| quantity | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))

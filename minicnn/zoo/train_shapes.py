@@ -16,7 +16,7 @@ import time
 from .. import io
 from ..data import make_shapes
 from ..optim import Adam
-from ..train import evaluate, fit, update_bn
+from ..train import fit, model_accuracy, update_bn
 from . import MODELS, SHAPES_CLASSES, WEIGHTS_DIR
 
 TRAIN_SEED, TEST_SEED = 1000, 2000
@@ -41,14 +41,13 @@ def train_one(name, out_dir=WEIGHTS_DIR, n_test=2000, progress=True):
     # over the training set ("precise BN") takes ~5% of the time and makes the result stable.
     update_bn(model, train.images)
     seconds = time.perf_counter() - start
-    acc = evaluate(model, test.images, test.labels)
+    acc = model_accuracy(model, test.images, test.labels)
     model.eval()
-    meta = {"format": "minicnn", "version": 1, "architecture": model.config(),
-            "class_names": list(SHAPES_CLASSES), "dtype": "float32",
-            "trained": {"train_images": n_train, "epochs": epochs, "lr": lr, "optimizer": "Adam",
-                        "train_seed": TRAIN_SEED, "test_seed": TEST_SEED, "test_images": n_test,
-                        "precise_bn": "train images", "test_accuracy": acc,
-                        "train_seconds": round(seconds, 1)}}
+    meta = dict(model.file_meta(), class_names=list(SHAPES_CLASSES),
+                trained={"train_images": n_train, "epochs": epochs, "lr": lr,
+                         "optimizer": "Adam", "train_seed": TRAIN_SEED, "test_seed": TEST_SEED,
+                         "test_images": n_test, "precise_bn": "train images",
+                         "test_accuracy": acc, "train_seconds": round(seconds, 1)})
     out_dir.mkdir(parents=True, exist_ok=True)
     io.save_arrays(out_dir / f"{name}.npz", model.state_dict(), meta)
     return acc, seconds

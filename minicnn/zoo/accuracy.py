@@ -1,4 +1,4 @@
-"""Evaluate the shipped demo models on freshly generated shapes: ``python -m minicnn.zoo.evaluate``.
+"""The shipped shapes models' accuracy on fresh shapes: ``python -m minicnn.zoo.accuracy``.
 
 Prints each model's accuracy and confusion matrix on a test set drawn with a seed the
 training never saw, plus where the weights came from (recipe and stated accuracy).
@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import io
 from ..data import make_shapes
-from ..train import evaluate
+from ..train import model_accuracy
 from . import MODELS, WEIGHTS_DIR
 
 FRESH_SEED = 3000
@@ -31,16 +31,25 @@ def confusion(model, X, y, n_classes, batch_size=256):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Exit status 0; 2 with one line on stderr for a bad option or unusable shipped weights."""
+    parser = argparse.ArgumentParser(prog="python -m minicnn.zoo.accuracy",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="fresh test images (default 2000)")
     parser.add_argument("--seed", type=int, default=FRESH_SEED)
     args = parser.parse_args(argv)
+    if args.n < 1:
+        print(f"{parser.prog}: error: --n must be >= 1, got {args.n}", file=sys.stderr)
+        return 2
     test = make_shapes(args.n, seed=args.seed)
     for name in ("shapes_cnn", "shapes_gap"):
-        model = MODELS[name](pretrained=True)
-        _, meta = io.load_arrays(WEIGHTS_DIR / f"{name}.npz")
+        try:
+            model = MODELS[name](pretrained=True)
+            _, meta = io.load_arrays(WEIGHTS_DIR / f"{name}.npz")
+        except io.WeightFileError as e:
+            print(f"{parser.prog}: error: {e}", file=sys.stderr)
+            return 2
         start = time.perf_counter()
-        acc = evaluate(model, test.images, test.labels)
+        acc = model_accuracy(model, test.images, test.labels)
         dt = time.perf_counter() - start
         rec = meta.get("trained", {})
         print(f"\n{name}: accuracy {acc:.4f} on {args.n} fresh shapes (seed {args.seed}), "
