@@ -3,30 +3,40 @@
 Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
 Localization", arXiv:1610.02391v4. Built on ``minicnn``: one forward pass records the
 activations A of a layer, one backward pass gives dA = dy^c/dA, and every CAM-family method
-is a choice of channel weights alpha followed by ReLU(sum_k alpha_k A^k).
+is a choice of weights alpha followed by L^c = ReLU(sum_k alpha_k A^k).
 
     import gradcam
-    r = gradcam.grad_cam(model, x)            # GradCAMResult: logits, target, A, dA, alpha, maps
+    list(gradcam.methods())                    # the registry: gradcam, counterfactual, cam, ...
+    r = gradcam.explain(model, x, method="gradcam")   # GradCAMResult: logits, target, A, dA, ...
     r.coarse, r.heatmap                        # (N, u, v) unnormalised; (N, H, W) in [0, 1]
+    gradcam.grad_cam(model, x)                 # = explain(method="gradcam")
     gradcam.grad_cam(model, x, counterfactual=True)
     gradcam.cam(model, x)                      # GAP + Linear models only
     gradcam.saliency(model, x, target), gradcam.deconvnet(...), gradcam.guided_backprop(...)
-    gradcam.guided_grad_cam(model, x, target, layer)
+    gradcam.guided_grad_cam(model, x, target, layer)   # (N, C, H, W) = explain(...).pixels
 
-Modules: ``core`` (capture, grad_cam, cam, the result type), ``weights`` (Eq. (1) and
-variants, the CAM-equivalence derivation), ``guided`` (pixel-space maps), ``resize``
-(bilinear/nearest resizing, normalisation), ``targets`` (class scores as backward seeds).
+Names: ``layer="input"`` is pixel space (A = x); ``layer=None`` is the method's default layer
+(``Method.layer_rule``). L^c is the map after Eq. (2)'s ReLU (``coarse``); the map before
+it is ``linear_map``.
+
+Modules: ``methods`` (the registry: ``Method``, ``Context``, one entry per method), ``core``
+(``explain``, ``grad_cam``, ``cam``, the result type), ``engine`` (``capture``: forward,
+backward, Eq. (2)), ``weights`` (Eq. (1) and variants, the CAM-equivalence derivation),
+``guided`` (pixel-space maps), ``resize`` (bilinear/nearest resizing, normalisation),
+``targets`` (class scores as backward seeds).
 """
 
-from .core import (GradCAMResult, LayerError, cam, cam_head, capture, check_layer, eval_mode, grad_cam,
-                   last_spatial_layer, weighted_sum)
+from .core import GradCAMResult, cam, explain, grad_cam
+from .engine import (LayerError, cam_head, capture, check_layer, eval_mode, last_spatial_layer,
+                     weighted_sum)
 from .guided import deconvnet, guided_backprop, guided_grad_cam, saliency
+from .methods import Context, Method, OptionError, methods, register
 from .resize import normalize, resize
-from .weights import METHODS, counterfactual_weights, grad_cam_weights
+from .weights import counterfactual_weights, grad_cam_weights
 
 __all__ = [
-    "METHODS", "GradCAMResult", "LayerError", "cam", "cam_head", "capture", "check_layer",
-    "counterfactual_weights", "eval_mode", "last_spatial_layer",
-    "deconvnet", "grad_cam", "grad_cam_weights", "guided_backprop", "guided_grad_cam",
-    "normalize", "resize", "saliency", "weighted_sum",
+    "Context", "GradCAMResult", "LayerError", "Method", "OptionError", "cam", "cam_head",
+    "capture", "check_layer", "counterfactual_weights", "deconvnet", "eval_mode", "explain",
+    "grad_cam", "grad_cam_weights", "guided_backprop", "guided_grad_cam", "last_spatial_layer",
+    "methods", "normalize", "register", "resize", "saliency", "weighted_sum",
 ]

@@ -81,14 +81,15 @@ def preset(name, **spec):
 
 # --------------------------------------------------------------------------- the steps
 def linear_map(A, dA, alpha="mean"):
-    """L = sum_k alpha_k A^k with alpha_k = mean_ij dA (Eq. (1)) or sum_ij dA (Lua).
+    """linear_map = sum_k alpha_k A^k, before Eq. (2)'s ReLU, with alpha_k = mean_ij dA (Eq. (1))
+    or sum_ij dA (Lua).
 
     Parameters
     ----------
     A, dA : (N, K, u, v);  alpha : "mean" or "sum"
     Returns
     -------
-    L : (N, u, v)
+    linear_map : (N, u, v)
     """
     if alpha not in ("mean", "sum"):
         raise ValueError(f"alpha must be 'mean' or 'sum', got {alpha!r}")

@@ -2,19 +2,22 @@
 
 Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
 Localization", arXiv:1610.02391v4. Zhou et al., "Learning Deep Features for Discriminative
-Localization" (CAM), arXiv:1512.04150.
+Localization" (CAM), arXiv:1512.04150v1.
 
-Every method here maps the activations A (N, K, U, V) of the chosen layer and the gradient
+Every weighting here maps the activations A (N, K, U, V) of the chosen layer and the gradient
 dA = dy^c/dA (N, K, U, V) to one weight per channel, alpha (N, K); the map is then
 
-    L = sum_k alpha_k A^k                (N, U, V)      Eq. (2), before its ReLU
-    L^c_Grad-CAM = ReLU(L)                              Eq. (2)
+    linear_map = sum_k alpha_k A^k       (N, U, V)      inside Eq. (2), before its ReLU
+    L^c_Grad-CAM = ReLU(linear_map)                     Eq. (2)
 
-(``gradcam.core.weighted_sum``). The weightings:
+(``gradcam.engine.weighted_sum``). The weightings:
 
     Grad-CAM        alpha_k^c = 1/Z sum_{i,j} dy^c/dA^k_ij     Eq. (1), Z = U*V
     counterfactual  alpha_k^c = 1/Z sum_{i,j} -dy^c/dA^k_ij    Sec. "Counterfactual Explanations"
     CAM             alpha_k^c = w_k^c     (weight of the final Linear, after global avg pooling)
+
+The method registry (``gradcam.methods``) names each of them and says where it applies; these
+functions are the formulas, on plain arrays.
 
 Why Grad-CAM generalises CAM (Sec. "Grad-CAM generalizes CAM"; tested in tests/test_cam_proof.py)
 ---------------------------------------------------------------------------------------------
@@ -85,35 +88,20 @@ def counterfactual_weights(A, dA):
     return grad_cam_weights(A, -dA)
 
 
-def cam_weights(fc_weight, target):
-    """CAM weights (Zhou et al., arXiv:1512.04150, Sec. 2): the classifier row w^c per image.
+def cam_weights(fc_weight, target, A):
+    """CAM weights (Zhou et al., arXiv:1512.04150v1, Sec. 2): the classifier row w^c per image.
 
     alpha[n, k] = w[c_n, k]     (the Linear layer after global average pooling, weight (classes, K))
-
-    The result has the uniform ``(A, dA) -> alpha`` signature; it reads neither argument but
-    the array module and dtype of A.
 
     Parameters
     ----------
     fc_weight : (classes, K) weight of the final Linear layer (PyTorch layout (out, in))
     target : (N,) int class indices, resolved (host array)
+    A : (N, K, U, V) activations; only their array module and dtype are used
     Returns
     -------
-    weights_fn : callable (A, dA) -> alpha (N, K)
+    alpha : (N, K), in A's array module and dtype
     """
+    xp = get_xp(A)
     c = np.asarray(target, dtype=np.int64)
-
-    def weights_fn(A, dA):
-        xp = get_xp(A)
-        return xp.asarray(fc_weight)[xp.asarray(c)].astype(A.dtype, copy=False)
-
-    return weights_fn
-
-
-# NOTE: the registry holds the weightings with the uniform (A, dA) -> alpha signature. CAM is
-# not in it: its weights come from the model's head, not from (A, dA); ``cam_weights`` builds
-# that closure and ``gradcam.cam`` is the method.
-METHODS = {
-    "gradcam": grad_cam_weights,
-    "counterfactual": counterfactual_weights,
-}
+    return xp.asarray(fc_weight)[xp.asarray(c)].astype(A.dtype, copy=False)

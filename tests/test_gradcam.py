@@ -11,13 +11,15 @@ GAP F = (8/9, 7/9);  logits y0 = 2*8/9 - 7/9 = 1,  y1 = -8/9 + 7/9 = -1/9  -> to
 
 Grad-CAM at "relu" (A), class 0. The head is linear: dy0/dA^k_ij = W[0, k] / 9, so
 dA0 = 2/9 everywhere, dA1 = -1/9 everywhere; alpha = (2/9, -1/9)            (Eq. 1)
-L = (2 A0 - A1) / 9 = [[2, -1, 4], [-2, 6, 2], [2, -3, -1]] / 9
-coarse = ReLU(L)    = [[2,  0, 4], [ 0, 6, 2], [2,  0,  0]] / 9              (Eq. 2)
+linear_map = (2 A0 - A1) / 9   = [[2, -1, 4], [-2, 6, 2], [2, -3, -1]] / 9
+coarse = L^c = ReLU(linear_map) = [[2,  0, 4], [ 0, 6, 2], [2,  0,  0]] / 9   (Eq. 2)
 heatmap: the map is already 3x3 = the input size (half-pixel resize is the identity), so
 heatmap = coarse / max = [[2, 0, 4], [0, 6, 2], [2, 0, 0]] / 6.
-Counterfactual: alpha = (-2/9, 1/9), coarse = ReLU(-L) = [[0, 1, 0], [2, 0, 0], [0, 3, 1]] / 9.
-CAM: M_0 = 2 A0 - A1 (= 9 L), coarse = [[2, 0, 4], [0, 6, 2], [2, 0, 0]].
-Class 1: alpha = (-1/9, 1/9), L = (A1 - A0)/9 = [[-1, 1, -2], [2, -3, -1], [-1, 3, 1]] / 9,
+Counterfactual: alpha = (-2/9, 1/9),
+coarse = ReLU(-linear_map) = [[0, 1, 0], [2, 0, 0], [0, 3, 1]] / 9.
+CAM: M_0 = 2 A0 - A1 (= 9 linear_map), coarse = [[2, 0, 4], [0, 6, 2], [2, 0, 0]].
+Class 1: alpha = (-1/9, 1/9),
+linear_map = (A1 - A0)/9 = [[-1, 1, -2], [2, -3, -1], [-1, 3, 1]] / 9,
 coarse = [[0, 1, 0], [2, 0, 0], [0, 3, 1]] / 9.
 
 Pixel-space maps, class 0. The gradient arriving at the relu output is (2/9, -1/9) per channel.
@@ -115,7 +117,7 @@ def test_pixel_maps_hand_worked_values():
 
 
 def test_zero_map_gives_zero_heatmap_without_nan_or_warning():
-    """x > 0 everywhere: A1 = 0, so class 1's L = -A0/9 < 0 and ReLU leaves nothing."""
+    """x > 0 everywhere: A1 = 0, so class 1's linear_map = -A0/9 < 0 and ReLU leaves nothing."""
     x = np.abs(X_HAND)[None, None]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -194,10 +196,17 @@ def test_guided_grad_cam_is_guided_backprop_times_upsampled_heatmap():
 def test_capture_to_input_is_the_saliency_gradient():
     model = zoo.shapes_cnn(seed=11).astype("float64")
     x = random_input(2, seed=12)
-    logits, A, dA = gradcam.capture(model, x, None, class_score(2))
+    logits, A, dA = gradcam.capture(model, x, "input", class_score(2))
     np.testing.assert_array_equal(A, x)
     np.testing.assert_array_equal(dA, gradcam.saliency(model, x, 2))
     assert logits.shape == (2, 4)
+
+
+def test_capture_refuses_layer_none_and_names_the_input():
+    """Pixel space is named "input"; None no longer means it (nor anything else) in capture."""
+    model = zoo.shapes_cnn(seed=11)
+    with pytest.raises(ValueError, match="no layer given.*'input' for pixel space"):
+        gradcam.capture(model, random_input(1), None, class_score(2))
 
 
 def test_guided_relu_blocks_negative_dout():

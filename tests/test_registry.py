@@ -1,0 +1,300 @@
+"""The method registry (gradcam/methods.py) and gradcam.explain.
+
+- every registered method runs through ``explain`` on zoo.shapes_cnn / zoo.shapes_gap, with the
+  shapes its kind promises (channel: alpha (N, K); pixel: an (N, C, H, W) map);
+- ``explain`` and the paper-named functions (grad_cam, cam, saliency, ...) agree bit for bit;
+- each entry cites its paper with an arXiv id AND version, checked against ids written down
+  here from the papers (not read from the code);
+- a per-position weighting (HiResCAM-style alpha = dA) and a gradient-free one registered here
+  work, checked against hand loops; unknown methods, options and variants are clear errors.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+import gradcam
+from gradcam.methods import LAYER_RULES, Context, Method, register
+from minicnn import zoo
+
+N, HW = 2, 64
+ARXIV = re.compile(r"arXiv:(\d{4}\.\d{4,5})v(\d+)")
+
+# Written down from the papers: the arXiv id and version each method must cite.
+PAPERS = {
+    "gradcam": "1610.02391v4", "counterfactual": "1610.02391v4", "cam": "1512.04150v1",
+    "saliency": "1312.6034v2", "deconvnet": "1311.2901v3", "guided-backprop": "1412.6806v3",
+    "guided-gradcam": "1610.02391v4",
+}
+KINDS = {"gradcam": "channel", "counterfactual": "channel", "cam": "channel",
+         "saliency": "pixel", "deconvnet": "pixel", "guided-backprop": "pixel",
+         "guided-gradcam": "pixel"}
+DEFAULT_LAYER = {"gradcam": "relu4", "counterfactual": "relu4", "cam": "relu4",
+                 "saliency": "input", "deconvnet": "input", "guided-backprop": "input",
+                 "guided-gradcam": "relu4"}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {"shapes_cnn": zoo.shapes_cnn(seed=1), "shapes_gap": zoo.shapes_gap(seed=2)}
+
+
+@pytest.fixture(scope="module")
+def x():
+    return np.random.default_rng(3).uniform(0, 1, (N, 3, HW, HW)).astype("float32")
+
+
+@pytest.fixture
+def registry():
+    """Methods registered inside a test are removed after it."""
+    from gradcam.methods import _REGISTRY
+    saved = dict(_REGISTRY)
+    yield
+    _REGISTRY.clear()
+    _REGISTRY.update(saved)
+
+
+def assert_same(a, b):
+    """Every field of two results is identical (arrays bit for bit)."""
+    for f in ("method", "layer", "class_names"):
+        assert getattr(a, f) == getattr(b, f), f
+    for f in ("logits", "target", "activations", "gradients", "weights", "linear_map", "coarse",
+              "heatmap", "pixels"):
+        u, v = getattr(a, f), getattr(b, f)
+        assert (u is None) == (v is None), f
+        if u is not None:
+            assert u.dtype == v.dtype and u.shape == v.shape, f
+            np.testing.assert_array_equal(u, v, err_msg=f)
+
+
+# --------------------------------------------------------------------------- the table
+def test_registry_lists_the_methods_in_table_order():
+    reg = gradcam.methods()
+    assert list(reg) == list(KINDS)
+    assert all(isinstance(m, Method) and m.name == n for n, m in reg.items())
+    reg.pop("gradcam")  # a copy: the registry itself is unchanged
+    assert "gradcam" in gradcam.methods()
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_every_entry_cites_its_paper_with_arxiv_id_and_version(name):
+    m = gradcam.methods()[name]
+    found = ARXIV.search(m.citation)
+    assert found, f"{name}: no arXiv:NNNN.NNNNNvN in {m.citation!r}"
+    assert found.group(0) == "arXiv:" + PAPERS[name]
+    assert m.title and m.kind == KINDS[name] and m.layer_rule in LAYER_RULES
+
+
+def test_citation_check_rejects_an_id_without_version():
+    """Negative control: the pattern above needs the version."""
+    assert ARXIV.search("Zhou et al., CVPR 2016, arXiv:1512.04150, Sec. 2") is None
+    assert ARXIV.search("arXiv:1512.04150v1").group(0) == "arXiv:1512.04150v1"
+
+
+# --------------------------------------------------------------------------- every method runs
+@pytest.mark.parametrize("name", list(KINDS))
+@pytest.mark.parametrize("arch", ["shapes_cnn", "shapes_gap"])
+def test_every_method_runs_through_explain(models, x, name, arch):
+    model = models[arch]
+    if name == "cam" and arch == "shapes_cnn":
+        with pytest.raises(ValueError, match="global average pooling"):
+            gradcam.explain(model, x, method=name)
+        return
+    r = gradcam.explain(model, x, [0, 3], method=name)
+    assert r.method == name and r.layer == DEFAULT_LAYER[name]
+    assert r.logits.shape == (N, 4) and r.target.tolist() == [0, 3]
+    assert r.gradients.shape == r.activations.shape
+    assert r.heatmap.shape == (N, HW, HW)
+    heat = np.asarray(r.heatmap)
+    assert heat.min() >= 0 and heat.max() <= 1
+    if KINDS[name] == "channel":
+        K, u, v = r.activations.shape[1:]
+        assert r.weights.shape == (N, K) and r.pixels is None
+        assert r.linear_map.shape == r.coarse.shape == (N, u, v)
+        # max 1, or an all-zero map where the ReLU left nothing
+        peaks = (np.asarray(r.coarse).max(axis=(1, 2)) > 0).astype(heat.dtype)
+        np.testing.assert_allclose(heat.max(axis=(1, 2)), peaks, rtol=1e-6)
+    else:
+        assert r.pixels.shape == x.shape
+        assert r.weights is None and r.linear_map is None and r.coarse is None
+        # the documented reduction: max over channels of |pixels|, divided by its max
+        m = np.abs(r.pixels).max(axis=1)
+        np.testing.assert_allclose(heat, m / m.max(axis=(1, 2), keepdims=True), rtol=1e-6)
+    if r.layer == "input":
+        np.testing.assert_array_equal(r.activations, x)
+
+
+# --------------------------------------------------------------------------- same as the functions
+def test_explain_equals_the_paper_named_functions_bit_for_bit(models, x):
+    cnn, gap = models["shapes_cnn"], models["shapes_gap"]
+    assert_same(gradcam.explain(cnn, x, method="gradcam"), gradcam.grad_cam(cnn, x))
+    assert_same(gradcam.explain(cnn, x, 1, "counterfactual", "conv3"),
+                gradcam.grad_cam(cnn, x, 1, "conv3", counterfactual=True))
+    assert_same(gradcam.explain(gap, x, [2, 0], "cam"), gradcam.cam(gap, x, [2, 0]))
+    for name, fn in [("saliency", gradcam.saliency), ("deconvnet", gradcam.deconvnet),
+                     ("guided-backprop", gradcam.guided_backprop)]:
+        r = gradcam.explain(cnn, x, [1, 2], name)
+        np.testing.assert_array_equal(r.pixels, fn(cnn, x, [1, 2]), err_msg=name)
+    r = gradcam.explain(cnn, x, None, "guided-gradcam", "conv2")
+    np.testing.assert_array_equal(r.pixels, gradcam.guided_grad_cam(cnn, x, None, "conv2"))
+
+
+def test_guided_gradcam_is_guided_backprop_times_the_gradcam_heatmap(x):
+    """Built here from the two separate results (float64: only round-off may differ)."""
+    model = zoo.shapes_cnn(seed=1).astype("float64")  # astype casts in place: a new model
+    x64 = x.astype("float64")
+    r = gradcam.explain(model, x64, None, "guided-gradcam", "conv3")
+    g = gradcam.grad_cam(model, x64, None, "conv3")
+    expected = gradcam.guided_backprop(model, x64, g.target) * g.heatmap[:, None]
+    assert r.layer == "conv3" and r.target.tolist() == g.target.tolist()
+    np.testing.assert_allclose(r.pixels, expected, rtol=0, atol=1e-15)
+    assert r.activations.shape[1:] == g.activations.shape[1:]  # A and dA at Grad-CAM's layer
+
+
+# --------------------------------------------------------------------------- errors
+def test_unknown_method_lists_the_registered_names(models, x):
+    with pytest.raises(ValueError, match="unknown method 'gradcam\\+\\+'; methods are: gradcam, "
+                                         "counterfactual, cam, saliency"):
+        gradcam.explain(models["shapes_cnn"], x, method="gradcam++")
+
+
+def test_unknown_option_names_the_method_and_what_it_accepts(models, x):
+    with pytest.raises(TypeError, match="method 'gradcam' got unknown option.*'smooth'.*"
+                                        "accepts: no options"):
+        gradcam.explain(models["shapes_cnn"], x, smooth=3)
+    with pytest.raises(ValueError, match="'saliency' got unknown option"):  # also a ValueError
+        gradcam.explain(models["shapes_cnn"], x, method="saliency", n=3)
+
+
+def test_unknown_variant_is_refused(models, x):
+    with pytest.raises(ValueError, match="no variant 'pytorch-grad-cam' exists for method "
+                                         "'gradcam'.*arXiv:1610.02391v4"):
+        gradcam.explain(models["shapes_cnn"], x, variant="pytorch-grad-cam")
+
+
+def test_layer_names_per_rule(models, x):
+    cnn, gap = models["shapes_cnn"], models["shapes_gap"]
+    assert gradcam.explain(cnn, x, method="saliency", layer="input").layer == "input"
+    with pytest.raises(ValueError, match="pixel-space method.*layer='input'"):
+        gradcam.explain(cnn, x, method="saliency", layer="relu4")
+    with pytest.raises(ValueError, match="'input' \\(pixel space\\) is for .*saliency"):
+        gradcam.explain(cnn, x, method="gradcam", layer="input")
+    with pytest.raises(ValueError, match="only at the input of the global average pooling"):
+        gradcam.explain(gap, x, method="cam", layer="conv3")
+    with pytest.raises(KeyError, match="unknown layer 'conv9'"):
+        gradcam.explain(cnn, x, method="guided-gradcam", layer="conv9")
+
+
+def test_method_entries_are_validated():
+    ok = dict(name="toy", title="Toy", citation="-", kind="channel", needs_grad=True,
+              layer_rule="last-spatial", weighting=lambda ctx: None)
+    Method(**ok)
+    for bad, match in [(dict(kind="region"), "kind 'region'"),
+                       (dict(layer_rule="penultimate"), "layer_rule 'penultimate'"),
+                       (dict(needs_grad=False, relu_rule="guided"), "needs a backward")]:
+        with pytest.raises(ValueError, match=match):
+            Method(**{**ok, **bad})
+    with pytest.raises(TypeError, match="callable"):
+        Method(**{**ok, "weighting": 3})
+
+
+def test_register_refuses_duplicates_and_non_methods(registry):
+    with pytest.raises(ValueError, match="'gradcam' is already registered"):
+        register(gradcam.methods()["gradcam"])
+    with pytest.raises(TypeError, match="Method"):
+        register("hirescam")
+
+
+def test_a_weighting_of_the_wrong_shape_is_reported(registry, models, x):
+    register(Method("bad", "Bad", "-", "channel", True, "last-spatial",
+                    lambda ctx: ctx.dA.mean(axis=(1, 2, 3))))
+    with pytest.raises(ValueError, match="method 'bad' \\(kind 'channel'\\) returned shape "
+                                         "\\(2,\\), expected \\(2, 64\\)"):
+        gradcam.explain(models["shapes_cnn"], x, method="bad")
+
+
+# --------------------------------------------------------------------------- new kinds of entry
+def test_a_per_position_method_matches_a_hand_loop(registry):
+    """HiResCAM-style alpha_k(i, j) = dy^c/dA^k_ij, summed with A position by position."""
+    register(Method("elementwise", "Gradient times activation", "-", "position", True,
+                    "last-spatial", lambda ctx: ctx.dA))
+    model = zoo.shapes_gap(seed=2).astype("float64")
+    x = np.random.default_rng(4).uniform(0, 1, (N, 3, HW, HW))
+    r = gradcam.explain(model, x, [1, 2], "elementwise", "conv4")
+    A, dA = r.activations, r.gradients
+    Nn, K, u, v = A.shape
+    assert r.weights.shape == (Nn, K, u, v)
+    np.testing.assert_array_equal(r.weights, dA)
+    loop = np.zeros((Nn, u, v))
+    for n in range(Nn):
+        for i in range(u):
+            for j in range(v):
+                loop[n, i, j] = sum(dA[n, k, i, j] * A[n, k, i, j] for k in range(K))
+    np.testing.assert_allclose(r.linear_map, loop, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(r.coarse, np.maximum(r.linear_map, 0))
+    # and it is not Grad-CAM: per-position weights change the map (negative control)
+    g = gradcam.grad_cam(model, x, [1, 2], "conv4")
+    assert np.abs(g.linear_map - loop).max() > 1e-6
+
+
+def test_weighted_sum_per_channel_and_per_position_against_loops():
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(2, 3, 4, 5))
+    a_ch, a_pos = rng.normal(size=(2, 3)), rng.normal(size=(2, 3, 4, 5))
+    loop_ch, loop_pos = np.zeros((2, 4, 5)), np.zeros((2, 4, 5))
+    for n in range(2):
+        for k in range(3):
+            loop_ch[n] += a_ch[n, k] * A[n, k]
+            for i in range(4):
+                for j in range(5):
+                    loop_pos[n, i, j] += a_pos[n, k, i, j] * A[n, k, i, j]
+    np.testing.assert_allclose(gradcam.weighted_sum(a_ch, A), loop_ch, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(gradcam.weighted_sum(a_pos, A), loop_pos, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\) fit neither \(N, K\) = \(2, 3\)"):
+        gradcam.weighted_sum(a_pos[..., 0], A)
+
+
+def test_a_gradient_free_method_gets_no_gradient_and_its_options(registry, x):
+    """Eigen-CAM-like entry: no backward runs, dA is None; its options reach the context."""
+    seen = {}
+
+    def mean_activation(ctx):
+        seen.update(dA=ctx.dA, training=ctx.model.training, options=dict(ctx.options))
+        return ctx.options["scale"] * ctx.A.mean(axis=(2, 3))
+
+    register(Method("mean-activation", "Mean activation", "-", "channel", False,
+                    "last-spatial", mean_activation, options={"scale": 1.0}))
+    model = zoo.shapes_cnn(seed=1)
+    model.train()  # explain runs the weighting in eval mode, and restores this mode
+    r = gradcam.explain(model, x, method="mean-activation", scale=2.0)
+    assert model.training is True
+    assert seen == {"dA": None, "training": False, "options": {"scale": 2.0}}
+    assert r.gradients is None and r.layer == "relu4"
+    np.testing.assert_array_equal(r.weights, 2.0 * r.activations.mean(axis=(2, 3)))
+    assert r.target.tolist() == np.asarray(r.logits).argmax(axis=1).tolist()
+    gradcam.explain(model, x, method="mean-activation")
+    assert seen["options"] == {"scale": 1.0}  # the default
+    with pytest.raises(TypeError, match="'mean-activation' got unknown option.*accepts: scale"):
+        gradcam.explain(model, x, method="mean-activation", sigma=1)
+
+
+def test_context_runs_the_model_again_and_takes_input_gradients(registry, models, x):
+    """At layer "input", forward_from is the whole forward; input_gradient at another x."""
+    out = {}
+
+    def probe(ctx):
+        assert isinstance(ctx, Context)
+        out["logits"] = ctx.forward_from(ctx.x)
+        out["other"] = ctx.input_gradient(1 - ctx.x)
+        return ctx.input_gradient(relu_rule="deconvnet")
+
+    register(Method("probe", "Probe", "-", "pixel", False, "input", probe))
+    model = models["shapes_cnn"]
+    r = gradcam.explain(model, x, [3, 1], "probe")
+    np.testing.assert_array_equal(out["logits"], r.logits)
+    other = gradcam.saliency(model, 1 - x, [3, 1])
+    np.testing.assert_array_equal(out["other"], other)
+    assert np.abs(other - gradcam.saliency(model, x, [3, 1])).max() > 1e-6  # another x indeed
+    np.testing.assert_array_equal(r.pixels, gradcam.deconvnet(model, x, [3, 1]))
+    assert r.gradients is None
