@@ -1,15 +1,15 @@
 """Compare a user's Grad-CAM heatmap with ours and say which convention it follows.
 
-    gradcam compare HEATMAP INPUT --model NAME_OR_PATH [--weights FILE] [--target CLASS]
-                    [--layer NAME] [--alphas FILE] [--tol T] [--size H W]
-
-    r = gradcam.compare.compare(user_map, model, x, target, layer)   # the Python API
+    r = gradcam.compare.compare(user_map, model, x, target, layer)
     print(r.format());  r.status, r.closest, r.diagnosis
 
-Given the user's map (``.npy``, ``.npz``, or a grayscale PNG), the input (an image file, or
-a preprocessed ``.npy``/``.npz`` array), our model (a zoo name or a model file; with
-``--weights``, their torch weights imported as in ``minicnn.torch_import``), the layer and
-the target, it reports:
+The command line ``gradcam compare HEATMAP INPUT --model NAME_OR_PATH [--weights FILE] ...``
+(``gradcam/cli/compare.py``) reads the files with ``gradcam.userfiles`` and calls ``compare``.
+
+Given the user's map, the input x, our model, the layer and the target (on the command line:
+the map as ``.npy``, ``.npz`` or a grayscale PNG, the input as an image file or a preprocessed
+``.npy``/``.npz`` array, our model as a zoo name or a model file, or with ``--weights`` their
+torch weights imported as in ``minicnn.torch_import``), it reports:
 
 1. the difference to every preset of ``gradcam.conventions`` evaluated on our A and dy^c/dA
    (max abs difference, relative to the preset's peak, and correlation), and which match;
@@ -23,9 +23,10 @@ the target, it reports:
 4. a one-line diagnosis, e.g. "matches up to min-max normalisation", "alphas are 196x ours:
    gradients summed, not averaged", "upsampled with nearest", "corner-aligned bilinear".
 
-Exit status (for a user's CI): 0 the map is ours (preset ``minicnn``, or ``minicnn-coarse``
-for a raw coarse map) within the tolerance; 1 it follows another convention (named);
-2 nothing matches, or bad input (one ``gradcam: error:`` line).
+Status (``Comparison.status``; the command's exit status, for a user's CI): 0 the map is ours
+(preset ``minicnn``, or ``minicnn-coarse`` for a raw coarse map) within the tolerance; 1 it
+follows another convention (named); 2 nothing matches (the command: also bad input, with one
+``gradcam: error:`` line).
 
 Tolerance: max |user - fitted| <= tol * (max - min of the user's map); default 1e-4 for arrays,
 and 2/255 (2/65535 for 16-bit) for PNGs, whose 8-bit steps are coarser than any float error.
@@ -41,7 +42,7 @@ import numpy as np
 
 from . import conventions as C
 from .core import grad_cam
-from .userfiles import DEFAULT_TOL, CompareError, as_map, load_map
+from .userfiles import DEFAULT_TOL, CompareError, as_map
 
 NEIGHBOURS = 2  # layers tried on each side of the explained one (before/after ReLU, pool, ...)
 
@@ -337,55 +338,3 @@ def compare(user_map, model, x, target=None, layer=None, alphas=None, tol=DEFAUL
         diagnosis += f"; {note}"
     return Comparison(r.layer, int(r.target[0]), U.shape, tol, rows, best, closest, diagnosis,
                       status, note)
-
-
-# --------------------------------------------------------------------------- command line
-def load_model(spec, weights=None):
-    """Our model: a zoo name or model file; with ``weights``, a torch state dict (.npz/.pth)
-    imported into the zoo architecture ``spec`` (``minicnn.zoo.resolve_model``)."""
-    from minicnn import zoo
-
-    return zoo.resolve_model(spec, weights)
-
-
-def add_arguments(p):
-    """The arguments of ``gradcam compare`` (see the module docstring)."""
-    from .cli import _positive_int
-
-    p.add_argument("heatmap", metavar="HEATMAP", help="your map: .npy, .npz or grayscale .png")
-    p.add_argument("input", metavar="INPUT",
-                   help="the image file, or the preprocessed input as .npy/.npz (C,H,W)")
-    p.add_argument("--model", required=True, help="zoo name or model file")
-    p.add_argument("--weights", help="your torch state dict (.npz or .pth) for the zoo --model")
-    p.add_argument("--target", help="class name or index (default: top-1)")
-    p.add_argument("--layer", help="layer of A (default: the last spatial layer)")
-    p.add_argument("--alphas", help="your channel weights alpha (K,), .npy/.npz")
-    p.add_argument("--tol", type=float, default=None,
-                   help=f"relative tolerance (default {DEFAULT_TOL:g}; 2/255 for 8-bit PNGs)")
-    p.add_argument("--size", nargs=2, type=_positive_int, metavar=("H", "W"),
-                   help="model input size for an image INPUT (default: the zoo's, else 64 64)")
-
-
-def main_compare(args):
-    """Run the comparison, print the table and the diagnosis; exit 0 / 1 / 2 (docstring)."""
-    import sys
-
-    from .cli import _one_line
-    from .userfiles import load_alphas, load_input
-
-    try:
-        user_map, tol = load_map(args.heatmap)
-        model = load_model(args.model, args.weights)
-        x = load_input(args.input, model, args.model, args.size)
-        target = None
-        if args.target is not None:
-            t = args.target.strip()
-            target = int(t) if t.lstrip("+-").isdigit() else t
-        alphas = load_alphas(args.alphas) if args.alphas else None
-        result = compare(user_map, model, x, target, args.layer, alphas,
-                         tol if args.tol is None else args.tol)
-    except (ValueError, KeyError, OSError) as e:
-        print(f"gradcam: error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    print(result.format())
-    return result.status

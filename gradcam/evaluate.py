@@ -4,7 +4,8 @@ Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient
 Localization", arXiv:1610.02391v4: Sec. 4.1 "Weakly-supervised Localization", the sections
 "Evaluating Class Discrimination" (and Fig. 1) and "Counterfactual Explanations". Pointing
 game: Zhang et al., "Top-down Neural Attention by Excitation Backprop", arXiv:1608.00507.
-Run: ``python -m gradcam.evaluate [--models NAME ...] [--n 200] [--seed 4000] [--markdown]``.
+Run: ``gradcam evaluate [--models NAME ...] [--n 200] [--seed 4000] [--markdown]``
+(``gradcam/cli/evaluate.py``), or ``print(format_table(evaluate(model)))``.
 
 Metrics are pure, vectorised functions of (N, H, W) maps and ``minicnn.data``'s ground truth,
 invariant to a positive per-image scale (the heatmap's max-normalisation changes nothing). NOTE:
@@ -26,21 +27,21 @@ invariant to a positive per-image scale (the heatmap's max-normalisation changes
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 
 import numpy as np
 
 from minicnn.backend import to_numpy
 from minicnn.data import make_scenes, make_shapes
-from minicnn.zoo import SHIPPED
 
 from .core import cam, cam_head, grad_cam
 from .guided import guided_backprop
 from .resize import resize
 
-METHOD_NAMES = ("Grad-CAM", "Guided Backprop", "Guided Grad-CAM", "Counterfactual", "CAM")
+# the methods this evaluation scores: method name -> row title, in the table's order
+SCORED = {"gradcam": "Grad-CAM", "guided-backprop": "Guided Backprop",
+          "guided-gradcam": "Guided Grad-CAM", "counterfactual": "Counterfactual", "cam": "CAM"}
+METHOD_NAMES = tuple(SCORED.values())  # the row titles
 METRICS = {  # key -> column title; all are means over images (scenes: over both targets)
     "pointing": "pointing game", "pointing_tol": "pointing +-tol",
     "loc_acc": "loc. acc. (IoU>=0.5)", "loc_iou": "mean IoU",
@@ -251,18 +252,34 @@ def _check(maps, masks=None):
 
 
 # --------------------------------------------------------------------------- evaluation
-def explain_maps(model, x, target, layer=None, with_cam=True):
-    """maps {method: (N, H, W) NumPy} in METHOD_NAMES order, and logits (N, classes), for
-    images ``x`` and classes ``target``. Guided Grad-CAM is composed as in
-    ``gradcam.guided_grad_cam`` (guided backprop times the heatmap) from the same two passes."""
+def _titles(methods):
+    """Method names (None: all of ``SCORED``) -> their row titles, in the table's order."""
+    if methods is None:
+        return METHOD_NAMES
+    unknown = [m for m in methods if m not in SCORED]
+    if unknown:
+        raise ValueError(f"cannot score {', '.join(map(repr, unknown))}; the evaluation scores "
+                         f"{', '.join(SCORED)}")
+    return tuple(t for m, t in SCORED.items() if m in methods)
+
+
+def explain_maps(model, x, target, layer=None, methods=None):
+    """maps {title: (N, H, W) NumPy} in METHOD_NAMES order, and logits (N, classes), for
+    images ``x`` and classes ``target``; ``methods``: names in ``SCORED`` (None: all). Guided
+    Grad-CAM is composed as in ``gradcam.guided_grad_cam`` (guided backprop times the heatmap)
+    from the same two passes."""
+    want = _titles(methods)
     r = grad_cam(model, x, target, layer)
-    gb = guided_backprop(model, x, r.target)
-    out = {"Grad-CAM": to_numpy(r.heatmap), "Guided Backprop": pixel_saliency(gb),
-           "Guided Grad-CAM": pixel_saliency(gb * r.heatmap[:, None]),
-           "Counterfactual": to_numpy(grad_cam(model, x, r.target, layer, True).heatmap)}
-    if with_cam:
+    out = {"Grad-CAM": to_numpy(r.heatmap)}
+    if {"Guided Backprop", "Guided Grad-CAM"} & set(want):
+        gb = guided_backprop(model, x, r.target)
+        out["Guided Backprop"] = pixel_saliency(gb)
+        out["Guided Grad-CAM"] = pixel_saliency(gb * r.heatmap[:, None])
+    if "Counterfactual" in want:
+        out["Counterfactual"] = to_numpy(grad_cam(model, x, r.target, layer, True).heatmap)
+    if "CAM" in want:
         out["CAM"] = to_numpy(cam(model, x, r.target).heatmap)
-    return out, to_numpy(r.logits)
+    return {t: out[t] for t in want}, to_numpy(r.logits)
 
 
 def mass_ceiling(masks, u, v):
@@ -276,14 +293,8 @@ def mass_ceiling(masks, u, v):
     return float(mass_inside(resize(cover, (H, W)), masks).mean())
 
 
-def load_model(spec):
-    """A shipped zoo model by name or a model file written by ``model.save`` (``resolve_model``)."""
-    from minicnn import zoo
-
-    return zoo.resolve_model(spec)
-
-
-def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BATCH):
+def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BATCH,
+             methods=None, name=None):
     """Every metric (``METRICS``) for every method, on fresh single shapes and scenes.
 
     Single images (``make_shapes(n_single, seed)``, target = true label): pointing game and
@@ -294,28 +305,32 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
 
     Parameters
     ----------
-    model : name or file (``load_model``) or minicnn.Sequential; layer : Grad-CAM's (None: last)
+    model : minicnn.Sequential; layer : Grad-CAM's (None: last)
+    methods : names in ``SCORED`` to score (None: all); name : the model's name in the report
+    (None: its class name)
     Returns
     -------
-    dict: model, layer, map_size (u, v), tolerance (px), n_single, n_scenes, seed, accuracy
-    (top-1, single images), ceiling (``mass_ceiling``, scene objects), seconds, methods
-    {method: {metric: mean} or None where n/a}, notes {method: why n/a}
+    dict: model (``name``), layer, map_size (u, v), tolerance (px), n_single, n_scenes, seed,
+    accuracy (top-1, single images), ceiling (``mass_ceiling``, scene objects), seconds,
+    methods {title: {metric: mean} or None where n/a}, notes {title: why n/a}
     """
-    start, notes = time.perf_counter(), {}
-    name = model if isinstance(model, str) else type(model).__name__
-    model = load_model(model) if isinstance(model, str) else model
-    try:
-        cam_head(model)
-    except ValueError as e:
-        notes["CAM"] = str(e)
-    methods = [m for m in METHOD_NAMES if m not in notes]
-    acc = {m: {k: [] for k in METRICS} for m in methods}
+    if isinstance(model, str):
+        raise TypeError(f"evaluate takes a model, not {model!r} (e.g. "
+                        "minicnn.zoo.shapes_cnn(pretrained=True))")
+    start, notes, rows = time.perf_counter(), {}, _titles(methods)
+    name = type(model).__name__ if name is None else name
+    if "CAM" in rows:
+        try:
+            cam_head(model)
+        except ValueError as e:
+            notes["CAM"] = str(e)
+    run = [k for k, t in SCORED.items() if t in rows and t not in notes]  # names
+    acc = {SCORED[m]: {k: [] for k in METRICS} for m in run}
     single, correct = make_shapes(n_single, seed=seed), []
     tol = ZHANG_TOLERANCE * max(single.masks.shape[1:])  # 15 px at 224 -> 4.3 px at 64
     for i in range(0, n_single, batch):
         sl = slice(i, i + batch)
-        maps, logits = explain_maps(model, single.images[sl], single.labels[sl], layer,
-                                    "CAM" in methods)
+        maps, logits = explain_maps(model, single.images[sl], single.labels[sl], layer, run)
         correct.append(logits.argmax(axis=1) == single.labels[sl])
         for m, s in maps.items():
             iou, hit, _ = localisation(s, single.boxes[sl])
@@ -326,8 +341,8 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
     scenes = make_scenes(n_scenes, seed=seed)
     for i in range(0, n_scenes, batch):
         sl = slice(i, i + batch)
-        per = [explain_maps(model, scenes.images[sl], scenes.labels[sl, j], layer,
-                            "CAM" in methods)[0] for j in (0, 1)]
+        per = [explain_maps(model, scenes.images[sl], scenes.labels[sl, j], layer, run)[0]
+               for j in (0, 1)]
         for j in (0, 1):
             own, other = scenes.masks[sl, j], scenes.masks[sl, 1 - j]
             for m, s in per[j].items():
@@ -335,9 +350,9 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
                                   (mass_inside(s, own), mass_inside(s, other),
                                    object_share(s, own, other), object_share(s, other, own))):
                     acc[m][k].append(val)
-        for m in methods:
+        for m in acc:
             acc[m]["similarity"].append(map_correlation(per[0][m], per[1][m]))
-    res = {m: {k: float(np.concatenate(v).mean()) for k, v in acc[m].items()} for m in methods}
+    res = {m: {k: float(np.concatenate(v).mean()) for k, v in acc[m].items()} for m in acc}
     r = grad_cam(model, scenes.images[:1], int(scenes.labels[0, 0]), layer)  # layer and (u, v)
     u, v = r.coarse.shape[1:]
     return {"model": name, "layer": r.layer, "map_size": (u, v), "tolerance": tol,
@@ -345,10 +360,10 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
             "accuracy": float(np.concatenate(correct).mean()),
             "ceiling": mass_ceiling(scenes.masks.reshape(-1, *scenes.masks.shape[2:]), u, v),
             "seconds": time.perf_counter() - start,
-            "methods": {m: res.get(m) for m in METHOD_NAMES}, "notes": notes}
+            "methods": {m: res.get(m) for m in rows}, "notes": notes}
 
 
-# --------------------------------------------------------------------------- report, CLI
+# --------------------------------------------------------------------------- report
 def format_table(results, markdown=True):
     """One table per model (methods as rows, ``METRICS`` as columns, "n/a" where a method does
     not apply), under a line giving the setup. ``results``: one ``evaluate`` dict or a list."""
@@ -358,7 +373,7 @@ def format_table(results, markdown=True):
         rows = [[m] + (["n/a"] * len(METRICS) if res["methods"][m] is None else
                        [f"{res['methods'][m][k]:+.2f}" if k == "similarity" else
                         f"{100 * res['methods'][m][k]:.1f}%" for k in METRICS])
-                for m in METHOD_NAMES]
+                for m in res["methods"]]
         u, v = res["map_size"]
         ceil = "n/a" if res["ceiling"] is None else f"{100 * res['ceiling']:.1f}%"
         title = (f"{res['model']}: Grad-CAM at {res['layer']} ({u}x{v}); top-1 accuracy "
@@ -377,41 +392,3 @@ def format_table(results, markdown=True):
                                for r in [head] + rows]
         out.append("\n".join(lines))
     return "\n\n".join(out)
-
-
-def add_arguments(parser):
-    """Register the options of ``python -m gradcam.evaluate`` and ``gradcam evaluate``."""
-    parser.add_argument("--models", nargs="+", default=list(SHIPPED), metavar="MODEL",
-                        help=f"zoo names or model files (default: {' '.join(SHIPPED)})")
-    parser.add_argument("--n", type=int, default=200,
-                        help="single-object images, and scenes (default 200 each)")
-    parser.add_argument("--seed", type=int, default=4000, help="data seed (default 4000)")
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    return parser
-
-
-def main_evaluate(args):
-    """Evaluate ``args.models`` and print the tables; return 0. Bad input raises ValueError."""
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
-    models = [load_model(spec) for spec in args.models]  # fail before any long run
-    results = [dict(evaluate(m, args.n, args.n, args.seed), model=spec)
-               for spec, m in zip(args.models, models)]
-    print(format_table(results, markdown=args.markdown))
-    return 0
-
-
-def main(argv=None):
-    """``python -m gradcam.evaluate``: exit status 0, or 1 with one line on stderr."""
-    parser = argparse.ArgumentParser(prog="python -m gradcam.evaluate",
-                                     description=__doc__.splitlines()[0])
-    args = add_arguments(parser).parse_args(argv)
-    try:
-        return main_evaluate(args)
-    except (ValueError, KeyError, OSError) as e:
-        print(f"gradcam.evaluate: error: {e}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """Reading what users bring to ``gradcam compare``: their heatmap, the model input, their alphas.
 
-    U, tol = load_map("theirs.png")        # (H, W) float64, and the tolerance the format allows
-    x = load_input("cat.jpg", model, "vgg16")   # (1, C, H, W) in the model's dtype
-    alphas = load_alphas("alpha.npy")      # (K,)
+    U, tol = load_map("theirs.png")         # (H, W) float64, and the tolerance the format allows
+    x = load_input("cat.jpg", model, (224, 224))    # (1, C, H, W) in the model's dtype
+    alphas = load_alphas("alpha.npy")       # (K,)
 
 Heatmaps: ``.npy`` (2-D, or (1, H, W)); ``.npz`` (key "heatmap", else its only array); PNG,
 grayscale only (8-bit L -> v / 255, 16-bit -> v / 65535, F as is; an RGB PNG only if R == G ==
@@ -134,16 +134,20 @@ def load_alphas(path):
     return a.astype(np.float64).squeeze()
 
 
-def load_input(path, model, spec, size=None):
+def load_input(path, model, size=None, mode="RGB"):
     """The model input for ``compare``: a preprocessed array file, or an image file.
 
     .npy/.npz (key "x" or "input", else its only array): (C, H, W) or (1, C, H, W), used as is,
     which is the exact way to reproduce a map computed in another framework. An image: loaded
-    as ``gradcam explain`` loads it (the model's own ``preprocess`` if it has one, as
-    EfficientNet-Lite0 does; else a bilinear resize to the input size, / 255).
+    as ``gradcam explain`` loads it (``gradcam.images.model_input``: the model's own
+    ``preprocess`` if it has one, as EfficientNet-Lite0 does; else a bilinear resize to
+    ``size`` (H, W), / 255, in Pillow ``mode`` "RGB" or "L").
+
+    Returns
+    -------
+    x : (1, C, H, W) in the model's dtype
     """
-    from . import images
-    from .cli import input_channels, input_size
+    from .images import model_input
 
     name = os.fspath(path)
     if name.lower().endswith((".npy", ".npz")):
@@ -154,10 +158,4 @@ def load_input(path, model, spec, size=None):
             raise CompareError(f"{name}: input must be one (C, H, W) or (1, C, H, W) array, "
                                f"got {x.dtype} {x.shape}")
         return x.astype(model.dtype)
-    mode = "L" if input_channels(model) == 1 else "RGB"
-    if hasattr(images, "model_input"):  # the model's own preprocessing, as ``gradcam explain``
-        return np.asarray(images.model_input(model, name, size, mode)[0],
-                          dtype=model.dtype)
-    if callable(getattr(model, "preprocess", None)):
-        return np.asarray(model.preprocess(images.read_rgb(name))).astype(model.dtype)
-    return images.load_image(name, input_size(spec, size), mode)[0].astype(model.dtype)
+    return np.asarray(model_input(model, name, size, mode)[0], dtype=model.dtype)

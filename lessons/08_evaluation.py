@@ -96,7 +96,7 @@ C.expect("metrics are scale-invariant",
 # %%
 model = zoo.shapes_cnn(pretrained=True)
 n = C.pick(60, 8)
-res = ev.evaluate("shapes_cnn", n_single=n, n_scenes=n, seed=4000)
+res = ev.evaluate(model, n_single=n, n_scenes=n, seed=4000, name="shapes_cnn")
 print(ev.format_table(res, markdown=False))
 
 single = make_shapes(n, seed=4000)

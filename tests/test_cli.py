@@ -5,7 +5,6 @@ import os
 import struct
 import subprocess
 import sys
-import types
 import zlib
 from pathlib import Path
 
@@ -15,19 +14,20 @@ from PIL import Image
 
 import gradcam
 from gradcam import cli
+from gradcam.cli import app, common
 from gradcam.core import last_spatial_layer
 from gradcam.images import ImageError, load_image, read_rgb
 from minicnn import zoo
 from minicnn.data import make_scenes
 
-REAL_LOAD_MODEL = cli.load_model
+REAL_RESOLVE_MODEL = common.resolve_model
 
 
-def _random_model(spec, pretrained=True):
+def _random_model(spec, weights=None, pretrained=True):
     """Random-weight zoo models (the shipped weights may be absent or being retrained)."""
-    if spec in zoo.MODELS:
+    if spec in zoo.MODELS and weights is None:
         return zoo.MODELS[spec](seed=0).eval()
-    return REAL_LOAD_MODEL(spec, pretrained)
+    return REAL_RESOLVE_MODEL(spec, weights, pretrained)
 
 
 def _shipped_ok():
@@ -41,7 +41,7 @@ def _shipped_ok():
 
 @pytest.fixture
 def random_models(monkeypatch):
-    monkeypatch.setattr(cli, "load_model", _random_model)
+    monkeypatch.setattr(common, "resolve_model", _random_model)
 
 
 def _scene_rgb(seed=0):
@@ -133,7 +133,7 @@ def test_load_image_errors_name_the_file(tmp_path):
 # --------------------------------------------------------------------------- demo
 def test_demo_writes_figures(tmp_path, monkeypatch, capsys):
     if not _shipped_ok():
-        monkeypatch.setattr(cli, "load_model", _random_model)
+        monkeypatch.setattr(common, "resolve_model", _random_model)
     out = tmp_path / "demo"
     assert cli.main(["demo", "--model", "shapes_cnn", "--out", str(out), "--seed", "0"]) == 0
     captured = capsys.readouterr()
@@ -150,7 +150,7 @@ def test_demo_writes_figures(tmp_path, monkeypatch, capsys):
 def test_closed_output_pipe_stops_quietly(tmp_path, monkeypatch, capsys):
     """`gradcam demo | head -3`: once the reader has gone, stop with 141 and no error message."""
     if not _shipped_ok():
-        monkeypatch.setattr(cli, "load_model", _random_model)
+        monkeypatch.setattr(common, "resolve_model", _random_model)
 
     class ClosedPipe:
         def write(self, text):
@@ -227,8 +227,8 @@ def test_explain_all_methods_targets_and_npz(tmp_path, random_models, capsys):
                    "--target", "circle", "--method", "all", "--out", str(out)])
     assert rc == 0
     names = _files(out)
-    assert len(names) == 2 * len(cli.METHODS) * 2  # classes x methods x (png, npz)
-    for m in cli.METHODS:
+    assert len(names) == 2 * len(common.methods()) * 2  # classes x methods x (png, npz)
+    for m in common.methods():
         assert f"s_{m}_circle.png" in names and f"s_{m}_triangle.npz" in names
     with np.load(out / "s_gradcam_circle.npz", allow_pickle=False) as z:
         x = z["x"][None]
@@ -236,7 +236,7 @@ def test_explain_all_methods_targets_and_npz(tmp_path, random_models, capsys):
         np.testing.assert_allclose(z["coarse"], r.coarse[0], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(z["heatmap"], r.heatmap[0], rtol=1e-5, atol=1e-7)
         assert z["alpha"].shape == (64,) and str(z["layer"]) == r.layer and int(z["target"]) == 0
-    with np.load(out / "s_guided_backprop_circle.npz", allow_pickle=False) as z:
+    with np.load(out / "s_guided-backprop_circle.npz", allow_pickle=False) as z:
         assert z["map"].shape == (3, 64, 64)
     printed = capsys.readouterr().out
     assert str(out / "s_cam_circle.png") in printed
@@ -249,7 +249,7 @@ def test_explain_all_skips_cam_where_undefined(tmp_path, random_models):
         argv = ["explain", str(img), "--model", model, "--method", "all", "--out", str(out)]
         assert cli.main(argv + (["--layer", layer] if layer else [])) == 0
         pngs = [n for n in _files(out) if n.endswith(".png")]
-        assert len(pngs) == len(cli.METHODS) - 1 and not any("_cam_" in n for n in pngs)
+        assert len(pngs) == len(common.methods()) - 1 and not any("_cam_" in n for n in pngs)
 
 
 def test_explain_model_file_and_layers(tmp_path, capsys):
@@ -353,31 +353,105 @@ def test_failed_write_removes_this_runs_files(tmp_path, random_models, monkeypat
     def full_disk(path, arrays):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cli, "_save_npz", full_disk)  # the PNG before it was already written
+    monkeypatch.setattr(common, "save_npz", full_disk)  # the PNG before it was already written
     rc = cli.main(["explain", str(img), "--model", "shapes_cnn", "--out", str(tmp_path / "out")])
     assert rc == 1 and "No space left" in capsys.readouterr().err
     assert _files(tmp_path / "out") == []
 
 
 def test_bugs_are_not_swallowed(tmp_path, monkeypatch):
-    def bug(spec, pretrained=True):
+    def bug(spec, weights=None, pretrained=True):
         raise TypeError("a genuine bug")
 
-    monkeypatch.setattr(cli, "load_model", bug)
+    monkeypatch.setattr(common, "resolve_model", bug)
     with pytest.raises(TypeError, match="genuine bug"):
         cli.main(["layers", "--model", "shapes_cnn"])
 
 
-def test_evaluate_hook_delegates(monkeypatch, capsys):
+def test_every_subcommand_is_registered_the_same_way(capsys):
+    """Each subcommand module registers itself (``add_parser`` sets ``func``); ``main`` has no
+    special case: every one answers --help (0) and a bad option (2, one line) alike."""
+    names = [m.__name__.rsplit(".", 1)[1] for m in app.SUBCOMMANDS]
+    assert names == ["demo", "explain", "layers", "evaluate", "compare"]
+    sub = next(a for a in app.build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == names
+    for module, name in zip(app.SUBCOMMANDS, names):
+        assert sub.choices[name].get_default("func") is module.run
+        assert cli.main([name, "--help"]) == 0
+        assert "usage: gradcam " + name in capsys.readouterr().out
+        assert cli.main([name, "--no-such-option"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("gradcam: error:"), err
+
+
+def test_evaluate_subcommand_runs_the_library(monkeypatch, capsys):
+    from gradcam import evaluate as E
+
     seen = {}
-    fake = types.ModuleType("gradcam.evaluate")
-    fake.add_arguments = lambda p: p.add_argument("--n", type=int, required=True)
-    fake.main_evaluate = lambda args: seen.setdefault("n", args.n) and 0
-    monkeypatch.setitem(sys.modules, "gradcam.evaluate", fake)
-    monkeypatch.setattr(cli, "_has_evaluate", lambda: True)
-    assert cli.main(["evaluate", "--n", "3"]) == 0 and seen == {"n": 3}
-    assert cli.main(["evaluate"]) == 2  # its usage error: one line
+
+    def fake(model, n_single, n_scenes, seed, methods=None, name=None):
+        seen.update(n=n_single, methods=methods, name=name, model=type(model).__name__)
+        return {"model": name}
+
+    monkeypatch.setattr(E, "evaluate", fake)
+    monkeypatch.setattr(E, "format_table", lambda res, markdown: f"table of {res[0]['model']}")
+    assert cli.main(["evaluate", "--models", "shapes_gap", "--n", "3"]) == 0
+    assert capsys.readouterr().out == "table of shapes_gap\n"
+    assert seen == {"n": 3, "methods": ["gradcam", "counterfactual", "cam", "guided-backprop",
+                                        "guided-gradcam"], "name": "shapes_gap",
+                    "model": "Sequential"}
+    assert cli.main(["evaluate", "--n", "x"]) == 2  # its usage error: one line
     assert capsys.readouterr().err.count("\n") == 1
+    assert cli.main(["evaluate", "--n", "0"]) == 1  # a runtime error: one line
+    assert capsys.readouterr().err.strip() == "gradcam: error: --n must be >= 1, got 0"
+
+
+def test_methods_are_the_registry_s_names():
+    """The command line's one list of methods, in the registry's order and spellings."""
+    assert list(common.methods()) == ["gradcam", "counterfactual", "cam", "saliency", "deconvnet",
+                                      "guided-backprop", "guided-gradcam"]
+    kinds = {n: m.kind for n, m in common.methods().items()}
+    assert {n for n, k in kinds.items() if k == "pixel"} == {
+        "saliency", "deconvnet", "guided-backprop", "guided-gradcam"}
+    assert all(m.name == n for n, m in common.methods().items())
+
+
+def test_explain_runs_each_method_by_its_hyphenated_name(tmp_path, random_models, capsys):
+    """Each name runs the library function it names (and the old underscore spelling is gone)."""
+    img = _write(tmp_path / "s.png", "RGB")
+    model = zoo.shapes_gap(seed=0).eval()
+    want = {"guided-backprop": gradcam.guided_backprop, "saliency": gradcam.saliency,
+            "deconvnet": gradcam.deconvnet}
+    for name, fn in want.items():
+        out = tmp_path / name
+        assert cli.main(["explain", str(img), "--model", "shapes_gap", "--method", name,
+                         "--target", "1", "--out", str(out)]) == 0
+        with np.load(out / f"s_{name}_square.npz", allow_pickle=False) as z:
+            assert str(z["method"]) == name
+            np.testing.assert_allclose(z["map"], fn(model, z["x"][None], 1)[0], rtol=1e-5,
+                                       atol=1e-7)
+    assert cli.main(["explain", str(img), "--model", "shapes_gap", "--method",
+                     "guided_backprop"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_compare_errors_end_with_its_own_status(tmp_path, capsys):
+    """compare's status is its verdict: a runtime error ends with 2 there, 1 elsewhere."""
+    missing = str(tmp_path / "missing.npy")
+    assert cli.main(["compare", missing, missing, "--model", "shapes_cnn"]) == 2
+    assert cli.main(["explain", missing, "--model", "shapes_cnn"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(e.startswith("gradcam: error:") and "missing.npy" in e
+                                 for e in err)
+
+
+def test_interrupt_is_one_line_and_130(monkeypatch, capsys):
+    def interrupted(spec, weights=None, pretrained=True):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "resolve_model", interrupted)
+    assert cli.main(["layers", "--model", "shapes_cnn"]) == 130
+    assert capsys.readouterr().err == "gradcam: error: interrupted\n"
 
 
 # --------------------------------------------------------------------------- console script
@@ -394,3 +468,15 @@ def test_console_script_runs():
                          capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 1 and bad.stderr.startswith("gradcam: error:")
     assert len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_python_dash_m_gradcam_cli_runs():
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    ok = subprocess.run([sys.executable, "-m", "gradcam.cli", "layers", "--model", "shapes_gap"],
+                        capture_output=True, text=True, timeout=120, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "<- default Grad-CAM layer, CAM layer" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "gradcam.cli", "layers"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("gradcam: error:")
+    assert len(bad.stderr.splitlines()) == 1

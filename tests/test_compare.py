@@ -11,7 +11,8 @@ from PIL import Image
 import gradcam
 from gradcam import cli
 from gradcam import conventions as C
-from gradcam.compare import CompareError, affine_fit, compare, load_map
+from gradcam.compare import CompareError, affine_fit, compare
+from gradcam.userfiles import load_map
 from minicnn import layers as L
 from minicnn import torch_import, zoo
 from minicnn.model import Sequential

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gradcam
+from gradcam import cli
 from gradcam import evaluate as E
 from minicnn import zoo
 from minicnn.data import make_shapes
@@ -224,10 +225,10 @@ def test_format_table_marks_cam_n_a():
 
 
 def test_main_prints_a_table_and_reports_bad_models(capsys):
-    assert E.main(["--models", "shapes_gap", "--n", "2", "--markdown"]) == 0
+    assert cli.main(["evaluate", "--models", "shapes_gap", "--n", "2", "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| Guided Grad-CAM |" in out and "shapes_gap" in out
-    assert E.main(["--models", "no_such_model"]) == 1
+    assert cli.main(["evaluate", "--models", "no_such_model"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no_such_model" in err
 
@@ -235,13 +236,13 @@ def test_main_prints_a_table_and_reports_bad_models(capsys):
 # --------------------------------------------------------------------------- shipped models
 def _shipped(name):
     try:
-        getattr(zoo, name)(pretrained=True)
+        model = getattr(zoo, name)(pretrained=True)
     except (FileNotFoundError, KeyError, ValueError) as e:
         pytest.skip(f"shipped weights of {name} unavailable: {e}")
-    return E.evaluate(name, n_single=N_E2E, n_scenes=N_E2E, seed=4000)
+    return E.evaluate(model, n_single=N_E2E, n_scenes=N_E2E, seed=4000, name=name)
 
 
-@pytest.mark.parametrize("name", E.SHIPPED)
+@pytest.mark.parametrize("name", zoo.SHIPPED)
 def test_shipped_models_meet_the_issue_targets(name):
     res = _shipped(name)["methods"]
     gc, gb, ggc, cf = (res[m] for m in E.METHOD_NAMES[:4])

@@ -1,0 +1,185 @@
+"""What every ``gradcam`` subcommand shares: the parser class, the one-line error policy, the ONE
+place a model spec becomes a model, the input size, the list of methods, and safe writing.
+
+NOTE: subcommands call ``common.resolve_model`` and ``common.save_npz`` through this module
+(not ``from .common import ...``), so a test can monkeypatch them in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+import numpy as np
+
+ERROR_STATUS = 1  # a runtime error; a subcommand may set its own (``compare``: 2)
+DEFAULT_SIZE = (64, 64)  # input size of a model that carries none
+DISPLAY_MAX_SIDE = 512  # overlays are drawn on the original image shrunk to this long side
+
+
+class CLIError(ValueError):
+    """A runtime error of the command line: reported as one line, exit status 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is ONE line on stderr (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"gradcam: error: {message} (see '{self.prog} --help')\n")
+
+
+def one_line(e):
+    """An exception as the one line after ``gradcam: error:`` (a KeyError without its quotes)."""
+    msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else e
+    text = " ".join(s.strip() for s in str(msg).splitlines() if s.strip())
+    return text or type(e).__name__
+
+
+# --------------------------------------------------------------------------- models
+def resolve_model(spec, weights=None, pretrained=True):
+    """The model ``spec`` names (``minicnn.zoo.resolve_model``: a zoo name or a model file, and
+    with ``weights`` a state dict for a zoo architecture).
+
+    NOTE: every subcommand gets its model through this one function, so a test can monkeypatch it.
+    """
+    from minicnn import zoo
+
+    return zoo.resolve_model(spec, weights, pretrained)
+
+
+def input_size(model, size=None):
+    """(H, W) of the model input: ``--size`` if given, else the model's own ``input_size``
+    (saved in its file), else 64 x 64."""
+    return tuple(size) if size else tuple(model.input_size or DEFAULT_SIZE)
+
+
+def input_channels(model):
+    """Channels the model expects: those of the first 4-D (conv) weight; 3 if there is none."""
+    for _, lay in model.named_layers():
+        w = lay.params.get("weight")
+        if w is not None and w.ndim == 4:
+            return int(w.shape[1])
+    return 3
+
+
+def image_mode(model):
+    """The Pillow mode the model's input is read in: "L" for one channel, else "RGB"."""
+    return "L" if input_channels(model) == 1 else "RGB"
+
+
+def cam_layer(model):
+    """The layer CAM explains (the input of the GAP), or None if the model has no CAM head."""
+    from ..core import cam_head
+
+    try:
+        return cam_head(model)[0]
+    except ValueError:
+        return None
+
+
+def logits(model, x):
+    """The model's logits for ``x`` in eval mode, as float64 NumPy."""
+    from ..core import eval_mode
+
+    with eval_mode(model):
+        return np.asarray(model.forward(x), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- methods
+def methods():
+    """The methods of the command line: ``gradcam.methods()``, the registry (name -> Method,
+    with ``.title`` and ``.kind``: "pixel" maps are drawn as images, the others as overlays)."""
+    from ..methods import methods as registry
+
+    return registry()
+
+
+# --------------------------------------------------------------------------- report lines
+def class_label(model, c):
+    """Class ``c`` by name where the model has names, else "class c"."""
+    names = getattr(model, "class_names", None)
+    return str(names[c]) if names is not None and c < len(names) else f"class {c}"
+
+
+def safe(text):
+    """A class name as a file-name part: letters, digits, '-', '.', '_' only."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
+
+
+def top(probs, model, k=5):
+    """'  1. circle      0.912' lines for the k most probable classes."""
+    order = np.argsort(-probs)[:k]
+    return [f"  {i + 1}. {class_label(model, c):<12} {probs[c]:.3f}" for i, c in enumerate(order)]
+
+
+# --------------------------------------------------------------------------- writing
+def save_npz(path, arrays):
+    """Write ``arrays`` to ``path`` atomically (temp file + rename); return the absolute path."""
+    from minicnn.io import atomic_write
+
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def write_all(jobs):
+    """Run ``(path, write_fn)`` jobs in order; if one fails, remove what this run wrote.
+    Returns the paths written."""
+    done = []
+    try:
+        for path, write in jobs:
+            done.append(write(path))
+    except BaseException:
+        for p in done:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        raise
+    return done
+
+
+def print_written(paths):
+    """The "wrote:" block: one absolute path a line."""
+    print("wrote:")
+    print("\n".join(f"  {p}" for p in paths))
+
+
+# --------------------------------------------------------------------------- option types
+def unit_float(text):
+    """argparse type: a number in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
+    return v
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (digits only)."""
+    if not re.fullmatch(r"\d+", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def colormap(name):
+    """argparse type: the name of a matplotlib colormap."""
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        raise argparse.ArgumentTypeError(f"unknown colormap {name!r} (see matplotlib.colormaps)")
+    return name
+
+
+def add_model(parser):
+    """The required ``--model NAME_OR_PATH`` option."""
+    parser.add_argument("--model", required=True, help="zoo name or model file")
+
+
+def add_size(parser, text="model input size (default: 64 64; the zoo's size for zoo models)"):
+    """The ``--size H W`` option (two positive integers)."""
+    parser.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"), help=text)

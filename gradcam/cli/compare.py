@@ -1,0 +1,57 @@
+"""``gradcam compare``: which convention does your Grad-CAM heatmap follow? (the library:
+``gradcam.compare``; reading the user's files: ``gradcam.userfiles``)
+
+    gradcam compare HEATMAP INPUT --model NAME_OR_PATH [--weights FILE] [--target CLASS]
+                    [--layer NAME] [--alphas FILE] [--tol T] [--size H W]
+
+Exit status (for a user's CI): 0 the map is ours, 1 it follows another (named) convention,
+2 nothing matches, or bad input (one ``gradcam: error:`` line): its status is its verdict, so
+its runtime errors end with 2, not the command line's usual 1.
+"""
+
+from __future__ import annotations
+
+from . import common
+
+
+def add_parser(subparsers):
+    """Register ``gradcam compare``."""
+    from ..userfiles import DEFAULT_TOL
+
+    p = subparsers.add_parser(
+        "compare", help="which convention does your heatmap follow? (gradcam.compare)",
+        description="Compare a user's Grad-CAM heatmap with ours and say which convention it "
+        "follows.")
+    p.add_argument("heatmap", metavar="HEATMAP", help="your map: .npy, .npz or grayscale .png")
+    p.add_argument("input", metavar="INPUT",
+                   help="the image file, or the preprocessed input as .npy/.npz (C,H,W)")
+    common.add_model(p)
+    p.add_argument("--weights", help="your torch state dict (.npz or .pth) for the zoo --model")
+    p.add_argument("--target", help="class name or index (default: top-1)")
+    p.add_argument("--layer", help="layer of A (default: the last spatial layer)")
+    p.add_argument("--alphas", help="your channel weights alpha (K,), .npy/.npz")
+    p.add_argument("--tol", type=float, default=None,
+                   help=f"relative tolerance (default {DEFAULT_TOL:g}; 2/255 for 8-bit PNGs)")
+    common.add_size(p, "model input size for an image INPUT (default: the zoo's, else 64 64)")
+    p.set_defaults(func=run, error_status=2)
+    return p
+
+
+def run(args):
+    """Run the comparison, print the table and the diagnosis; return its status 0 / 1 / 2."""
+    from ..compare import compare
+    from ..userfiles import load_alphas, load_input, load_map
+
+    user_map, tol = load_map(args.heatmap)
+    model = common.resolve_model(args.model, args.weights)
+    x = load_input(args.input, model, common.input_size(model, args.size),
+                   common.image_mode(model))
+    target = None
+    if args.target is not None:
+        t = args.target.strip()
+        target = int(t) if t.lstrip("+-").isdigit() else t
+    alphas = load_alphas(args.alphas) if args.alphas else None
+    result = compare(user_map, model, x, target, args.layer, alphas,
+                     tol if args.tol is None else args.tol)
+    print(result.format())
+    return result.status
