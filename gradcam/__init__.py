@@ -30,7 +30,7 @@ from .core import GradCAMResult, cam, explain, grad_cam
 from .engine import (LayerError, cam_head, capture, check_layer, eval_mode, last_spatial_layer,
                      weighted_sum)
 from .guided import deconvnet, guided_backprop, guided_grad_cam, saliency
-from .methods import Context, Method, OptionError, methods, register
+from .registry import Context, Method, OptionError, methods, register
 from .resize import normalize, resize
 from .weights import counterfactual_weights, grad_cam_weights
 

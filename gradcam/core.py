@@ -10,7 +10,7 @@ arXiv:1512.04150v1.
     cam(model, x, target, layer)                                  # = explain(method="cam")
 
 The steps (one forward keeping A, one backward of dy^c to A, the method's weighting, Eq. (2),
-the resize) are in ``gradcam.engine`` and ``gradcam.methods``; every intermediate is returned
+the resize) are in ``gradcam.engine`` and ``gradcam.registry``; every intermediate is returned
 in a ``GradCAMResult`` so each step can be printed and compared. The conventions (eval mode,
 input, layer names) are those of ``gradcam.engine``. ``layer=None`` always means the method's
 default layer: the paper's last convolutional layer for Grad-CAM and its counterfactual, the
@@ -26,7 +26,7 @@ from minicnn.backend import get_xp
 from .engine import (INPUT, LayerError, as_batch, cam_head, cam_maps, capture, check_layer,
                      eval_mode, forward_backward, last_spatial_layer, model_class_names,
                      weighted_sum)
-from .methods import Context, check_variant, get_method, method_layer, method_options
+from .registry import Context, check_variant, get_method, method_layer, method_options
 from .resize import normalize
 from .targets import class_score, resolve_target
 

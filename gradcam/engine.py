@@ -12,7 +12,7 @@ arXiv:1512.04150v1.
         heatmap = normalize(resize(coarse, (H, W)))     # (N, H, W) in [0, 1]
 
 Which weighting, which layer and what the result holds is the method registry's business
-(``gradcam.methods``, ``gradcam.explain``); this module only runs the model.
+(``gradcam.registry``, ``gradcam.explain``); this module only runs the model.
 
 Conventions:
 

@@ -16,7 +16,7 @@ dA = dy^c/dA (N, K, U, V) to one weight per channel, alpha (N, K); the map is th
     counterfactual  alpha_k^c = 1/Z sum_{i,j} -dy^c/dA^k_ij    Sec. "Counterfactual Explanations"
     CAM             alpha_k^c = w_k^c     (weight of the final Linear, after global avg pooling)
 
-The method registry (``gradcam.methods``) names each of them and says where it applies; these
+The method registry (``gradcam.registry``) names each of them and says where it applies; these
 functions are the formulas, on plain arrays.
 
 Why Grad-CAM generalises CAM (Sec. "Grad-CAM generalizes CAM"; tested in tests/test_cam_proof.py)

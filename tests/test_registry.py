@@ -1,4 +1,4 @@
-"""The method registry (gradcam/methods.py) and gradcam.explain.
+"""The method registry (gradcam/registry.py) and gradcam.explain.
 
 - every registered method runs through ``explain`` on zoo.shapes_cnn / zoo.shapes_gap, with the
   shapes its kind promises (channel: alpha (N, K); pixel: an (N, C, H, W) map);
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import gradcam
-from gradcam.methods import LAYER_RULES, Context, Method, register
+from gradcam.registry import LAYER_RULES, Context, Method, register
 from minicnn import zoo
 
 N, HW = 2, 64
@@ -48,7 +48,7 @@ def x():
 @pytest.fixture
 def registry():
     """Methods registered inside a test are removed after it."""
-    from gradcam.methods import _REGISTRY
+    from gradcam.registry import _REGISTRY
     saved = dict(_REGISTRY)
     yield
     _REGISTRY.clear()
@@ -298,3 +298,36 @@ def test_context_runs_the_model_again_and_takes_input_gradients(registry, models
     assert np.abs(other - gradcam.saliency(model, x, [3, 1])).max() > 1e-6  # another x indeed
     np.testing.assert_array_equal(r.pixels, gradcam.deconvnet(model, x, [3, 1]))
     assert r.gradients is None
+
+
+def test_context_forward_from_a_named_layer_scores_ablated_channels(registry):
+    """Ablation-CAM's step through the context: y^c with channel k of A set to zero, run from the
+    layer up. On a GAP + linear head y^c is linear in A, so the drop y^c - y^c_k must equal
+    w_k^c * mean(A^k) (CAM's identity); inside an EfficientNet residual block the same context
+    must reproduce the full forward. Negative control: ablating another channel differs."""
+    out = {}
+
+    def ablation(ctx):
+        n, K = ctx.A.shape[:2]
+        copies = np.repeat(ctx.A[:1], K, axis=0)  # K copies of image 0's A
+        copies[np.arange(K), np.arange(K)] = 0  # copy k has channel k zeroed
+        y = ctx.forward_from(copies)[:, ctx.target[0]]
+        out.update(drop=ctx.logits[0, ctx.target[0]] - y, same=ctx.forward_from(ctx.A))
+        return np.zeros(ctx.A.shape[:2], dtype=ctx.A.dtype)
+
+    register(Method("ablation-probe", "Ablation probe", "-", "channel", False, "last-spatial",
+                    ablation))
+    model = zoo.shapes_gap(seed=2).astype("float64")
+    x = np.random.default_rng(5).uniform(0, 1, (2, 3, 32, 32))
+    r = gradcam.explain(model, x, [1, 2], "ablation-probe")
+    w = model["fc"].weight[1]
+    expected = w * r.activations[0].mean(axis=(1, 2))
+    np.testing.assert_allclose(out["drop"], expected, rtol=1e-9, atol=1e-12)
+    assert np.abs(out["drop"] - np.roll(expected, 1)).max() > 1e-6  # negative control
+    np.testing.assert_allclose(out["same"], r.logits, rtol=1e-12, atol=1e-12)
+
+    lite = zoo.efficientnet_lite0(num_classes=10, seed=0).astype("float64")
+    inner = "_blocks.4._project_conv"  # inside a residual block: needs the block's input
+    xl = np.random.default_rng(6).uniform(-1, 1, (1, 3, 64, 64))
+    rl = gradcam.explain(lite, xl, None, "ablation-probe", layer=inner)
+    np.testing.assert_allclose(out["same"], rl.logits, rtol=1e-10, atol=1e-12)

@@ -90,7 +90,7 @@ def logits(model, x):
 def methods():
     """The methods of the command line: ``gradcam.methods()``, the registry (name -> Method,
     with ``.title`` and ``.kind``: "pixel" maps are drawn as images, the others as overlays)."""
-    from ..methods import methods as registry
+    from ..registry import methods as registry
 
     return registry()
 

@@ -22,9 +22,6 @@ Integrated Gradients); a gradient-free entry (Eigen-CAM) sets ``needs_grad=False
     gradcam.methods()                  # {name: Method}, in table order
     gradcam.methods()["gradcam"].citation
     gradcam.explain(model, x, method="guided-gradcam", layer="relu3")
-
-NOTE: ``gradcam.methods`` is the function once the package is imported (it shadows this
-module's name on the package); import from the module as ``from gradcam.methods import ...``.
 """
 
 from __future__ import annotations
@@ -202,7 +199,7 @@ def methods():
 def register(method):
     """Add a ``Method`` to the registry (a name may be registered once). Returns the method."""
     if not isinstance(method, Method):
-        raise TypeError(f"register() takes a gradcam.methods.Method, got {type(method).__name__}")
+        raise TypeError(f"register() takes a gradcam.registry.Method, got {type(method).__name__}")
     if method.name in _REGISTRY:
         raise ValueError(f"a method named {method.name!r} is already registered")
     _REGISTRY[method.name] = method
