@@ -186,11 +186,11 @@ def candidates(U, model, x, target, layer):
     U0 = np.nan_to_num(U)
     out = []
     for name in names:
-        L = maps[name]
-        u, v = L.shape
+        lin = maps[name]  # the map before the ReLU
+        u, v = lin.shape
         off = 0 if i is None else spatial.index(name) - i
         for use_relu in (True, False):
-            cm = np.maximum(L, 0) if use_relu else L
+            cm = np.maximum(lin, 0) if use_relu else lin
             kinds = [None] if (u, v) == U.shape else list(C.RESIZE_MODES)
             for kind in kinds:
                 M = cm if kind is None else C.upsample(cm[None], U.shape, kind)[0]

@@ -7,7 +7,7 @@
 # Run it: `python lessons/04_cam.py` (about 1 s; `SMOKE=1` about 1 s). Figures:
 # `04_cam_decomposition.png`, `04_cam_scenes.png`.
 #
-# Code used: `gradcam/core.py` (`cam`, `cam_head`), `gradcam/weights.py` (`cam_weights`),
+# Code used: `gradcam/core.py` (`cam`), `gradcam/engine.py` (`cam_head`), `gradcam/weights.py` (`cam_weights`),
 # `gradcam/viz.py` (`overlay`), the shipped model `zoo.shapes_gap` (lesson 03).
 
 # %%

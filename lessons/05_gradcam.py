@@ -8,7 +8,7 @@
 # `05_gradcam_steps.png`, `05_layers.png`, `05_cam_vs_gradcam.png`.
 #
 # Paper: Selvaraju et al., "Grad-CAM", arXiv:1610.02391v4, Sec. 3 (Eqs. 1-2) and Sec. 3.1
-# ("Grad-CAM generalizes CAM"). Code: `gradcam/core.py` (`capture`, `grad_cam`),
+# ("Grad-CAM generalizes CAM"). Code: `gradcam/engine.py` (`capture`), `gradcam/core.py` (`grad_cam`),
 # `gradcam/weights.py` (Eq. 1 and the CAM derivation), `gradcam/targets.py` (the seed).
 
 # %%
@@ -56,8 +56,8 @@ scenes = C.first(make_scenes(4, seed=7), C.pick(4, 2))  # SMOKE: the first 2 of 
 x, c = scenes.images, scenes.labels[:, 0]
 logits, A, dA = gradcam.capture(model, x, "relu4", class_score(c))
 alpha = dA.mean(axis=(2, 3))  # (1): (N, K)
-L = gradcam.weighted_sum(alpha, A)  # sum_k alpha_k A^k: (N, u, v)
-coarse = np.maximum(L, 0)  # (2)
+linear_map = gradcam.weighted_sum(alpha, A)  # sum_k alpha_k A^k: (N, u, v)
+coarse = np.maximum(linear_map, 0)  # (2): L^c_Grad-CAM
 print("A", A.shape, " dA", dA.shape, " alpha", alpha.shape, " map", coarse.shape)
 # prints: A (4, 64, 16, 16)  dA (4, 64, 16, 16)  alpha (4, 64)  map (4, 16, 16)
 

@@ -9,8 +9,8 @@
 #
 # Papers: Simonyan et al., arXiv:1312.6034 (gradient); Zeiler & Fergus, arXiv:1311.2901
 # (deconvnet); Springenberg et al., arXiv:1412.6806, Fig. 1 (guided backprop); Grad-CAM,
-# arXiv:1610.02391v4, Sec. 3 "Guided Grad-CAM". Code: `gradcam/guided.py`,
-# `minicnn/functional.py` (`relu_backward`), `gradcam/viz.py` (`figure1`).
+# arXiv:1610.02391v4, Sec. 3 "Guided Grad-CAM". Code: `gradcam/engine.py` (`input_gradient`),
+# `gradcam/guided.py`, `minicnn/functional.py` (`relu_backward`), `gradcam/viz.py` (`figure1`).
 
 # %%
 import numpy as np

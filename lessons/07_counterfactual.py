@@ -55,10 +55,10 @@ C.check("weights from -dA vs weights from the seed -e_c, max |difference|",
 # %% [markdown]
 # Since (7.1) is minus Eq. (1), the signed map is minus Grad-CAM's signed map, and the
 # two ReLUs split it: Grad-CAM is its positive part, the counterfactual its negative part.
-# So the two coarse maps never overlap, and their difference is the signed map L:
+# So the two coarse maps never overlap, and their difference is the signed map before the ReLU, `linear_map`:
 
 # %%
-C.check("Grad-CAM - counterfactual vs L, max |difference|",
+C.check("Grad-CAM - counterfactual vs linear_map, max |difference|",
         float(np.abs((r.coarse - cf.coarse) - r.linear_map).max()), about=1e-16, below=1e-5)
 C.expect("the two coarse maps are never both positive", float((r.coarse * cf.coarse).max()) == 0.0)
 # prints: 0.0e+00

@@ -14,9 +14,10 @@ and one per subcommand (``demo``, ``explain``, ``layers``, ``evaluate``, ``compa
 with ``add_parser(subparsers)`` and ``run(args)``. The libraries (``gradcam.compare``,
 ``gradcam.evaluate``, ``gradcam.userfiles``, ...) never import this package.
 
-``NAME_OR_PATH`` is a name in ``minicnn.zoo.MODELS`` (the shapes models load their shipped
-trained weights; their input is 64 x 64) or a model file written by ``model.save`` (read with
-``minicnn.load``; a file carries no input size, so 64 x 64 unless ``--size H W``).
+``NAME_OR_PATH`` is a name in ``minicnn.zoo.MODELS`` (with its shipped weights) or a model file
+written by ``model.save``, resolved by ``minicnn.zoo.resolve_model``. The model carries its input
+size and preprocessing (saved in its file); ``--size H W`` overrides the size, and a model that
+carries none is read at 64 x 64, / 255.
 
 Failure policy: bad input of any kind ends with exactly one line ``gradcam: error: ...`` on
 stderr, no traceback, and exit status 2 for usage errors (argparse) or 1 for runtime errors
