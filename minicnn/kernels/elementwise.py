@@ -8,7 +8,7 @@ rules and caches (the ReLU mask, ``functional.BatchNormCache``) as the reference
 from __future__ import annotations
 
 from ..backend import get_xp
-from ..functional import RELU_RULES, BatchNormCache
+from ..functional import RELU_RULES, BatchNormCache, _per_channel
 from .blocks import over_channels
 
 
@@ -80,18 +80,9 @@ def _channel_dot(a, b):
     return get_xp(a).einsum("ncp,ncp->c", a.reshape(N, C, -1), b.reshape(N, C, -1))
 
 
-def _per_channel(v):
-    return v.reshape(1, -1, 1, 1)
-
-
 def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, eps=1e-5):
-    """Batch normalisation over (N, H, W) per channel (Ioffe & Szegedy, arXiv:1502.03167v3).
-
-    train: mu, var = batch mean and biased variance;  eval: mu, var = running statistics
-    xhat = (x - mu) / sqrt(var + eps);  out = gamma * xhat + beta
-
-    The caller updates the running statistics from ``cache.mean``/``cache.var``
-    (the batch statistics), so this function never mutates its inputs.
+    """Batch norm, the maths of ``functional.batchnorm2d_forward`` (Ioffe & Szegedy,
+    arXiv:1502.03167v3), in place and in blocks of channels; the same BatchNormCache.
 
     NOTE: every full pass over the array costs time, so the steps run in place on two new
     arrays (x - mu and out), the cache keeps x - mu rather than xhat (backward folds inv_std

@@ -41,14 +41,8 @@ def maxpool2d_infer(x, kernel_size, stride=None, padding=0):
 
 
 def maxpool2d_backward(dout, cache):
-    """Route each window's gradient to its single (first) maximum.
-
-    dx[n, c, oh*sh + i*, ow*sw + j*] += dout[n, c, oh, ow],  (i*, j*) = the window's argmax
-
-    NOTE: after a ReLU whole windows are often 0 and tie. Sending the gradient to
-    every tied position (a common ``x == max`` mask shortcut) multiplies it and
-    visibly changes Grad-CAM maps; one position per window is what PyTorch does.
-    """
+    """``functional.maxpool2d_backward``'s rule (each window's gradient to its FIRST maximum),
+    written tap by tap or row by row, in blocks of channels."""
     xp = get_xp(dout)
     KH, KW = cache.kernel
     out_hw = dout.shape[2:]
