@@ -35,12 +35,14 @@ from minicnn.backend import to_numpy
 from minicnn.data import make_scenes, make_shapes
 
 from .core import cam, cam_head, grad_cam
+from .registry import methods
 from .guided import guided_backprop
 from .resize import resize
 
-# the methods this evaluation scores: method name -> row title, in the table's order
-SCORED = {"gradcam": "Grad-CAM", "guided-backprop": "Guided Backprop",
-          "guided-gradcam": "Guided Grad-CAM", "counterfactual": "Counterfactual", "cam": "CAM"}
+# the registered methods this evaluation scores (``explain_maps`` computes them from shared
+# passes), in the table's order: method name -> its title in the registry (the row title)
+SCORED = {name: methods()[name].title
+          for name in ("gradcam", "guided-backprop", "guided-gradcam", "counterfactual", "cam")}
 METHOD_NAMES = tuple(SCORED.values())  # the row titles
 METRICS = {  # key -> column title; all are means over images (scenes: over both targets)
     "pointing": "pointing game", "pointing_tol": "pointing +-tol",
