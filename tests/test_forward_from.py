@@ -12,25 +12,17 @@
 import numpy as np
 import pytest
 
-from minicnn import layers as L
+import test_model
 from minicnn import zoo
-from minicnn.model import Residual, Sequential
+from minicnn.model import Residual
 
 TOL = 1e-12  # float64, relative to the largest |logit|
 
 
 def small(seed=0):
-    """features (Sequential) > 3 (Residual: expand, act, project), then bn relu gap fc."""
-    rng = np.random.default_rng(seed)
-    return Sequential([
-        ("features", Sequential([
-            ("0", L.Conv2d(3, 4, 3, padding=1, rng=rng)), ("1", L.ReLU()), ("2", L.MaxPool2d(2)),
-            ("3", Residual([("expand", L.Conv2d(4, 8, 1, rng=rng)), ("act", L.ReLU6()),
-                            ("project", L.Conv2d(8, 4, 1, rng=rng))])),
-        ])),
-        ("bn", L.BatchNorm2d(4)), ("relu", L.ReLU()),
-        ("gap", L.GlobalAvgPool2d()), ("fc", L.Linear(4, 3, rng=rng)),
-    ]).astype("float64").eval()
+    """test_model's network (features > 3 is a Residual: expand, act, project; then bn relu gap
+    fc), in float64 and eval mode."""
+    return test_model.small(seed).eval()
 
 
 ZOO_CASES = {  # name -> (model in float64 eval mode, input side); small sizes keep it fast
