@@ -131,17 +131,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     the Winograd F(2x2, 3x3) path instead (``kernels.winograd``): the same sum with 2.25x fewer
     multiplies. The cache holds the input and the weights, no im2col copy.
 
-    Parameters
-    ----------
-    x : (N, C, H, W)
-    w : (F, C // groups, KH, KW)
-    b : (F,) or None
-    stride, dilation : int or (h, w)
-    padding : int, (ph, pw), (top, bottom, left, right), "same" (TensorFlow's) or "valid"
-    groups : int; ``groups == C`` with one filter per channel is a depthwise conv
-    Returns
-    -------
-    out : (N, F, OH, OW); cache : Conv2dCache
+    Parameters and returns as ``minicnn.functional.conv2d_forward``.
 
     See Also
     --------
