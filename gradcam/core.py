@@ -19,15 +19,17 @@ input of the global average pooling for CAM, "input" (pixel space) for the pixel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from minicnn.backend import get_xp
 
 from .engine import (INPUT, LayerError, as_batch, cam_head, cam_maps, capture, check_layer,
                      eval_mode, forward_backward, last_spatial_layer, model_class_names,
                      weighted_sum)
-from .registry import Context, check_variant, get_method, method_layer, method_options
-from .resize import normalize
+from .registry import (Context, MethodOutput, check_variant, get_method, method_layer,
+                       method_options)
+from .resize import normalize, resize
 from .targets import class_score, resolve_target
 
 # NOTE: the engine's names stay importable from here too (the command line and the evaluation
@@ -70,6 +72,11 @@ class GradCAMResult:
         per-image max. An all-zero map stays zero.
     pixels : pixel: (N, C, H, W), the method's map at the input's resolution (the array
         ``gradcam.saliency`` etc. return); channel and position: None
+    details : read-only mapping of the method's other intermediates by name (e.g. Score-CAM's
+        masks and scores, the noise a smoothed method drew); empty for the paper's methods
+
+    Kind "network" (FullGrad): ``layer`` is "input", activations and gradients are x and dy^c/dx,
+    weights is None, linear_map and coarse are (N, H, W) at the input's resolution.
     """
 
     method: str
@@ -84,6 +91,7 @@ class GradCAMResult:
     coarse: object
     heatmap: object
     pixels: object = None
+    details: object = field(default_factory=lambda: MappingProxyType({}))
 
     def __repr__(self):
         names = f", class_names={self.class_names}" if self.class_names is not None else ""
@@ -103,9 +111,10 @@ def pixel_heatmap(pixels):
 
 
 def _checked(method, out, want):
-    if tuple(out.shape) != tuple(want):
+    if out is None or tuple(out.shape) != tuple(want):
+        got = "nothing" if out is None else f"shape {tuple(out.shape)}"
         raise ValueError(f"the weighting of method {method.name!r} (kind {method.kind!r}) "
-                         f"returned shape {tuple(out.shape)}, expected {tuple(want)}")
+                         f"returned {got}, expected {tuple(want)}")
     return out
 
 
@@ -125,7 +134,8 @@ def explain(model, x, target=None, method="gradcam", layer=None, variant=None, *
         "guided-backprop", "guided-gradcam", ...)
     layer : a layer name, "input" (pixel space), or None = the method's default layer
         (``Method.layer_rule``: the last spatial layer for Grad-CAM, see ``gradcam.engine``)
-    variant : None, the paper's formula (no other variant exists yet)
+    variant : None, the paper's formula; or a peer library's formula where it departs from the
+        paper ("pytorch-grad-cam", "torchcam": ``gradcam.registry.variants(method)``)
     **options : the method's own options (``Method.options``; none for the methods above)
     Returns
     -------
@@ -134,7 +144,7 @@ def explain(model, x, target=None, method="gradcam", layer=None, variant=None, *
     ValueError) for an option the method does not take, LayerError for a bad layer.
     """
     m = get_method(method)
-    check_variant(m, variant)
+    weighting = check_variant(m, variant)
     opts = method_options(m, options)
     x = as_batch(x)
     where = method_layer(m, model, layer)
@@ -144,18 +154,34 @@ def explain(model, x, target=None, method="gradcam", layer=None, variant=None, *
         logits, A, dA, where = forward_backward(model, x, where, seed_fn, m.relu_rule,
                                                 spatial=True)
         c = resolve_target(target, logits, names)  # pure: the same classes the seed used
-        out = m.weighting(Context(model, x, where, c, logits, A, dA, opts))
+        out = weighting(Context(model, x, where, c, logits, A, dA, opts))
     if names is not None and len(names) == logits.shape[1]:
         names = [names[i] for i in c]
     else:
         names = None
     head = (m.name, where, logits, c, names, A, dA)
+    if not isinstance(out, MethodOutput):
+        out = MethodOutput(pixels=out) if m.kind == "pixel" else MethodOutput(weights=out)
+    details = MappingProxyType(dict(out.details))
     if m.kind == "pixel":
-        pixels = _checked(m, out, x.shape)
-        return GradCAMResult(*head, None, None, None, pixel_heatmap(pixels), pixels)
-    alpha = _checked(m, out, A.shape[:2] if m.kind == "channel" else A.shape)
-    linear_map, coarse, heatmap = cam_maps(alpha, A, x.shape[-2:])
-    return GradCAMResult(*head, alpha, linear_map, coarse, heatmap)
+        pixels = _checked(m, out.pixels, x.shape)
+        return GradCAMResult(*head, None, None, None, pixel_heatmap(pixels), pixels, details)
+    size = tuple(x.shape[-2:])
+    if m.kind == "network":
+        if out.weights is not None or out.linear_map is None:
+            raise ValueError(f"the weighting of method {m.name!r} (kind 'network') must return "
+                             f"MethodOutput(linear_map=(N, H, W)) and no weights")
+        linear_map = _checked(m, out.linear_map, (x.shape[0],) + size)
+        coarse = get_xp(linear_map).maximum(linear_map, 0)
+        return GradCAMResult(*head, None, linear_map, coarse, normalize(coarse), None, details)
+    alpha = _checked(m, out.weights, A.shape[:2] if m.kind == "channel" else A.shape)
+    if out.linear_map is None:
+        linear_map, coarse, heatmap = cam_maps(alpha, A, size)
+    else:  # the method forms its own map (e.g. Eigen-CAM after centring)
+        linear_map = _checked(m, out.linear_map, (A.shape[0],) + tuple(A.shape[2:]))
+        coarse = get_xp(linear_map).maximum(linear_map, 0)  # Eq. (2)
+        heatmap = normalize(resize(coarse, size))
+    return GradCAMResult(*head, alpha, linear_map, coarse, heatmap, None, details)
 
 
 # --------------------------------------------------------------------------- paper-named

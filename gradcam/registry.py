@@ -26,114 +26,17 @@ Integrated Gradients); a gradient-free entry (Eigen-CAM) sets ``needs_grad=False
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
 
-from .engine import INPUT, LAST_SPATIAL, LayerError, cam_head, cam_maps, check_layer, input_gradient
+from .family import FAMILY
+from .peers import VARIANTS
+from .engine import INPUT, LAST_SPATIAL, LayerError, cam_head, cam_maps, check_layer
+from .method import KINDS, LAYER_RULES, Context, Method, MethodOutput, OptionError
 from .weights import cam_weights, counterfactual_weights, grad_cam_weights
 
-KINDS = ("channel", "position", "pixel")
-
-LAYER_RULES = {
-    "last-spatial": "the paper's last convolutional layer (engine.last_spatial_layer); any layer "
-                    "with a spatial (N, K, u, v) output may be named instead",
-    "gap-input": "the input of the global average pooling of a GAP + Linear head "
-                 "(engine.cam_head); no other layer",
-    "input": "pixel space, layer='input' (A = x); no other layer",
-}
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Context:
-    """What a weighting function sees: one forward (and backward) of one batch.
-
-    Attributes
-    ----------
-    model : minicnn.Sequential, in eval mode for the weighting call
-    x : (N, C, H, W) input
-    layer : the layer whose output is A ("input" for pixel space)
-    target : (N,) int64 class c per image (resolved; host array)
-    logits : (N, classes) scores y
-    A : the layer's output, (N, K, u, v) (for "input": x in the model's dtype)
-    dA : dy^c/dA, same shape as A, under the method's ReLU rule; None if not ``needs_grad``
-    options : read-only mapping, the method's options (its defaults updated by the caller's)
-    """
-
-    model: Any
-    x: Any
-    layer: str
-    target: Any
-    logits: Any
-    A: Any
-    dA: Any
-    options: Mapping[str, Any]
-
-    def forward_from(self, A_new):
-        """The logits of the model run from ``layer`` up, with A_new in place of A.
-
-        y = f_{>layer}(A_new)      A_new : like A, (N', K, u, v); returns (N', classes)
-
-        At layer "input" this is the whole forward, ``model.forward(A_new)``.
-        """
-        if self.layer == INPUT:
-            return self.model.forward(A_new)
-        return self.model.forward_from(self.layer, A_new)
-
-    def input_gradient(self, x=None, relu_rule="standard"):
-        """dy^c/dx for the context's classes c at input ``x`` (default: the context's own x),
-        with the given ReLU backward rule ("standard", "deconvnet" or "guided"): (N, C, H, W)."""
-        return input_gradient(self.model, self.x if x is None else x, self.target, relu_rule)
-
-
-@dataclass(frozen=True, eq=False)
-class Method:
-    """One registered explanation method.
-
-    Attributes
-    ----------
-    name : the registry key, e.g. "gradcam" (lower case, words joined by "-")
-    title : the method's name as its paper writes it, e.g. "Grad-CAM"
-    citation : "Authors, venue year, arXiv:NNNN.NNNNNvN, Eq./Sec." (the paper is the spec)
-    kind : "channel" (weighting returns alpha (N, K)), "position" (alpha (N, K, u, v)) or
-        "pixel" (a map at the input's resolution, (N, C, H, W))
-    needs_grad : False for gradient-free methods: no backward is run and ``Context.dA`` is None
-    layer_rule : a key of LAYER_RULES: the layer ``layer=None`` means, and which others are valid
-    weighting : callable Context -> alpha or the pixel map (by ``kind``)
-    relu_rule : how ReLUs pass the gradient back in the method's backward ("standard": the true
-        gradient; "deconvnet", "guided": Zeiler & Fergus's and Springenberg et al.'s rules)
-    options : the method's keyword options and their defaults (``explain(..., **options)``)
-    """
-
-    name: str
-    title: str
-    citation: str
-    kind: str
-    needs_grad: bool
-    layer_rule: str
-    weighting: Callable[[Context], Any]
-    relu_rule: str = "standard"
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"method {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
-        if self.layer_rule not in LAYER_RULES:
-            raise ValueError(f"method {self.name!r}: layer_rule {self.layer_rule!r} is not one "
-                             f"of {tuple(LAYER_RULES)}")
-        if not callable(self.weighting):
-            raise TypeError(f"method {self.name!r}: weighting must be callable")
-        if not isinstance(self.needs_grad, bool):
-            raise TypeError(f"method {self.name!r}: needs_grad must be True or False")
-        if not self.needs_grad and self.relu_rule != "standard":
-            raise ValueError(f"method {self.name!r}: a relu_rule needs a backward "
-                             f"(needs_grad=True)")
-        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
-
-
-class OptionError(TypeError, ValueError):
-    """An option the method does not accept (catch it as TypeError or as ValueError)."""
-
+__all__ = ["KINDS", "LAYER_RULES", "Context", "Method", "MethodOutput", "OptionError",
+           "check_variant", "get_method", "method_layer", "method_options", "methods",
+           "register", "register_variant", "variants"]
 
 # --------------------------------------------------------------------------- weightings
 def _gradcam(ctx):
@@ -186,8 +89,11 @@ _TABLE = (
            "pixel", True, "input", _backward_to_input, relu_rule="guided"),
     Method("guided-gradcam", "Guided Grad-CAM", GRAD_CAM + ', Sec. 3 "Guided Grad-CAM"',
            "pixel", True, "last-spatial", _guided_gradcam),
-)
+) + FAMILY  # the CAM family and the pixel-space paths beyond the Grad-CAM paper
 _REGISTRY = {m.name: m for m in _TABLE}
+# (method name, variant name) -> (weighting, why): a peer library's formula where it departs
+# from the paper (docs/crosscheck.md); ``explain(..., variant=name)`` runs it instead
+_VARIANTS = {}
 
 
 # --------------------------------------------------------------------------- the registry
@@ -213,11 +119,36 @@ def get_method(name):
     return _REGISTRY[name]
 
 
+def register_variant(method, variant, weighting, why):
+    """Register ``weighting`` (Context -> as ``Method.weighting``) as ``variant`` of the
+    registered method called ``method``; ``why`` says in one line how it departs from the paper.
+    """
+    m = get_method(method)
+    if not isinstance(variant, str) or not variant:
+        raise ValueError(f"a variant is named by a non-empty string, got {variant!r}")
+    if (m.name, variant) in _VARIANTS:
+        raise ValueError(f"variant {variant!r} of method {m.name!r} is already registered")
+    if not callable(weighting):
+        raise TypeError(f"variant {variant!r} of {m.name!r}: weighting must be callable")
+    _VARIANTS[m.name, variant] = (weighting, str(why))
+
+
+def variants(method):
+    """{variant name: why it departs from the paper} for the registered method ``method``."""
+    m = get_method(method)
+    return {v: why for (name, v), (_, why) in _VARIANTS.items() if name == m.name}
+
+
 def check_variant(method, variant):
-    """``variant=None`` is the paper's formula, the only one so far."""
-    if variant is not None:
-        raise ValueError(f"no variant {variant!r} exists for method {method.name!r}; "
-                         f"variant=None is the paper's formula ({method.citation})")
+    """The weighting to run: the method's own for ``variant=None`` (the paper's formula), the
+    registered variant's otherwise; ValueError naming the variants that exist."""
+    if variant is None:
+        return method.weighting
+    if (method.name, variant) not in _VARIANTS:
+        known = ", ".join(map(repr, variants(method.name))) or "none"
+        raise ValueError(f"no variant {variant!r} exists for method {method.name!r} (variants: "
+                         f"{known}); variant=None is the paper's formula ({method.citation})")
+    return _VARIANTS[method.name, variant][0]
 
 
 def method_options(method, options):
@@ -234,6 +165,11 @@ def method_layer(method, model, layer):
     """The layer to run ``method`` at: a layer name, "input", or engine.LAST_SPATIAL (chosen
     after the forward). ``layer=None`` means the method's default (its ``layer_rule``)."""
     rule = method.layer_rule
+    if rule == "network":
+        if layer is not None:
+            raise LayerError(f"{method.name} explains with the whole network and takes no layer "
+                             f"(layer=None), got layer {layer!r}")
+        return INPUT
     if rule == "input":
         if layer not in (None, INPUT):
             raise LayerError(f"{method.name} is a pixel-space method, defined at the input only; "
@@ -251,3 +187,7 @@ def method_layer(method, model, layer):
         raise LayerError(f"{method.name} weights the channels of a layer's (N, K, u, v) output; "
                          f"layer 'input' (pixel space) is for the pixel-space methods: {pixel}")
     return LAST_SPATIAL if layer is None else layer
+
+
+for _variant in VARIANTS:
+    register_variant(*_variant)

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 import gradcam
-from gradcam.registry import LAYER_RULES, Context, Method, register
+from gradcam.registry import (LAYER_RULES, Context, Method, MethodOutput, register,
+                              register_variant, variants)
+from gradcam.weights import grad_cam_weights
 from minicnn import zoo
 
 N, HW = 2, 64
@@ -48,11 +50,13 @@ def x():
 @pytest.fixture
 def registry():
     """Methods registered inside a test are removed after it."""
-    from gradcam.registry import _REGISTRY
-    saved = dict(_REGISTRY)
+    from gradcam.registry import _REGISTRY, _VARIANTS
+    saved, saved_variants = dict(_REGISTRY), dict(_VARIANTS)
     yield
     _REGISTRY.clear()
     _REGISTRY.update(saved)
+    _VARIANTS.clear()
+    _VARIANTS.update(saved_variants)
 
 
 def assert_same(a, b):
@@ -331,3 +335,66 @@ def test_context_forward_from_a_named_layer_scores_ablated_channels(registry):
     xl = np.random.default_rng(6).uniform(-1, 1, (1, 3, 64, 64))
     rl = gradcam.explain(lite, xl, None, "ablation-probe", layer=inner)
     np.testing.assert_allclose(out["same"], rl.logits, rtol=1e-10, atol=1e-12)
+
+
+def test_a_method_output_carries_its_own_map_and_details(registry, models, x):
+    """MethodOutput(linear_map=...) replaces sum_k alpha_k A^k; details reach the result."""
+    def centred(ctx):
+        alpha = grad_cam_weights(ctx.A, ctx.dA)
+        plain = gradcam.weighted_sum(alpha, ctx.A)
+        shift = plain.mean(axis=(1, 2), keepdims=True)
+        return MethodOutput(weights=alpha, linear_map=plain - shift, details={"shift": shift})
+
+    register(Method("centred", "Centred", "-", "channel", True, "last-spatial", centred))
+    model = models["shapes_cnn"]
+    r = gradcam.explain(model, x, [3, 1], "centred")
+    g = gradcam.grad_cam(model, x, [3, 1])
+    np.testing.assert_array_equal(r.weights, g.weights)
+    shift = g.linear_map.mean(axis=(1, 2), keepdims=True)
+    assert np.abs(shift).max() > 1e-6  # the control: the map really moved
+    np.testing.assert_allclose(r.linear_map, g.linear_map - shift, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(r.coarse, np.maximum(r.linear_map, 0))
+    np.testing.assert_array_equal(r.details["shift"], shift)
+    with pytest.raises(TypeError):
+        r.details["other"] = 1  # read-only
+    assert dict(g.details) == {}
+
+
+def test_a_network_method_returns_a_map_at_the_input_resolution(registry, models, x):
+    """kind "network": no layer; A = x and dA = dy/dx; the linear map is (N, H, W)."""
+    def grad_times_input(ctx):
+        return MethodOutput(linear_map=(ctx.dA * ctx.A).sum(axis=1))
+
+    register(Method("gxi", "Gradient x input", "-", "network", True, "network",
+                    grad_times_input))
+    model = models["shapes_cnn"]
+    r = gradcam.explain(model, x, [3, 1], "gxi")
+    s = gradcam.saliency(model, x, [3, 1])
+    assert r.layer == "input" and r.weights is None and r.coarse.shape == (N, HW, HW)
+    np.testing.assert_allclose(r.linear_map, (s * x).sum(axis=1), rtol=1e-5, atol=1e-7)
+    peak = np.maximum((s * x).sum(axis=1), 0)
+    np.testing.assert_allclose(r.heatmap, peak / peak.max(axis=(1, 2), keepdims=True),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(gradcam.LayerError, match="takes no layer"):
+        gradcam.explain(model, x, method="gxi", layer="relu4")
+    register(Method("gxi-bad", "Bad", "-", "network", True, "network",
+                    lambda ctx: ctx.dA.sum(axis=1)))
+    with pytest.raises(ValueError, match="must return MethodOutput"):
+        gradcam.explain(model, x, method="gxi-bad")
+
+
+def test_a_registered_variant_runs_instead_of_the_paper(registry, models, x):
+    register_variant("gradcam", "summed", lambda ctx: ctx.dA.sum(axis=(2, 3)),
+                     "sums the gradients instead of averaging them")
+    model = models["shapes_cnn"]
+    assert variants("gradcam") == {"summed": "sums the gradients instead of averaging them"}
+    r = gradcam.explain(model, x, [3, 1], "gradcam", variant="summed")
+    g = gradcam.grad_cam(model, x, [3, 1])
+    Z = g.activations.shape[2] * g.activations.shape[3]
+    np.testing.assert_allclose(r.weights, Z * g.weights, rtol=1e-5)
+    with pytest.raises(ValueError, match="variants: 'summed'"):
+        gradcam.explain(model, x, method="gradcam", variant="other")
+    with pytest.raises(ValueError, match="already registered"):
+        register_variant("gradcam", "summed", lambda ctx: None, "-")
+    with pytest.raises(ValueError, match="unknown method"):
+        register_variant("no-such", "v", lambda ctx: None, "-")
