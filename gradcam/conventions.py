@@ -42,6 +42,7 @@ import numpy as np
 
 from minicnn.backend import get_xp
 
+from .peers.bicubic import resize_bicubic
 from .resize import normalize, resize
 
 RESIZE_MODES = {  # spec name -> (resize mode, align_corners)
@@ -260,13 +261,62 @@ def apply(name, A, dA, size=None):
 
 
 def from_result(name, r, size=None):
-    """Preset ``name`` on a ``GradCAMResult``'s A and dA; ``size`` defaults to its heatmap's.
+    """Convention ``name``'s final map from a ``GradCAMResult``; ``size`` defaults to its
+    heatmap's (for "torchcam": None keeps the layer's size, as its extractors return).
 
-    NOTE: for ``r.method == "counterfactual"`` pass ``-r.gradients`` yourself (the presets
-    take dy^c/dA as the anchors do).
+    "pytorch-grad-cam" and "torchcam" post-process ``r.linear_map``, so they apply to any
+    CAM-family method's result (``PEER_POST``; run the method with ``variant=name`` for the
+    library's own formula). The other presets are Grad-CAM pipelines: they recompute the map
+    from ``r.activations`` and ``r.gradients`` (for ``r.method == "counterfactual"`` pass
+    ``-r.gradients`` to ``apply`` yourself: the presets take dy^c/dA as the anchors do).
     """
+    if name in PEER_POST:
+        return PEER_POST[name](r, size)
     return apply(name, r.activations, r.gradients,
                  tuple(r.heatmap.shape[-2:]) if size is None else size)
+
+
+# --------------------------------------------------------------------------- the peers, any method
+def _peer_map(name, r):
+    if r.pixels is not None or r.linear_map is None:
+        raise ValueError(f"{name} post-processes the maps of the CAM family; method {r.method!r} "
+                         f"is a pixel-space method (its map is r.pixels)")
+    return r.linear_map
+
+
+def pytorch_grad_cam_post(r, size=None):
+    """pytorch-grad-cam 1.5.7's post-processing of a raw map L = ``r.linear_map``, one layer:
+
+        cam = scale_cam_image(max(L, 0), (W, H))       base_cam.py:171-172: min-max (1e-7),
+                                                       then cv2.resize (half-pixel bilinear)
+        out = scale_cam_image(max(cam, 0))             base_cam.py:177-181 (mean over layers)
+
+    FullGrad (``r.weights is None``: a map at the input's size) is summed over its layers and
+    only min-max normalised (fullgrad_cam.py:92-94). ``size`` (H, W): the heatmap's by default.
+    """
+    L = _peer_map("pytorch-grad-cam", r)
+    if r.weights is None:
+        return minmax(L, 1e-7)
+    size = tuple(r.heatmap.shape[-2:]) if size is None else size
+    cam = upsample(minmax(relu(L), 1e-7), size, "bilinear")
+    return minmax(relu(cam), 1e-7)
+
+
+def torchcam_post(r, size=None):
+    """torchcam 0.5.0's post-processing of a raw map L = ``r.linear_map``:
+
+        cam = ReLU(L)         core.py:298-299 (every extractor but CAM, whose ``_relu`` is False)
+        cam = (cam - min) / (max - min + 1e-8)      ``_normalize``, core.py:193-201
+
+    at the layer's size, as the extractors return it; with ``size`` (H, W), resized as
+    ``torchcam.utils.overlay_mask`` does (Pillow's bicubic, utils.py:49; ``peers.bicubic``).
+    """
+    L = _peer_map("torchcam", r)
+    cam = minmax(L if r.method == "cam" else relu(L), 1e-8)
+    return cam if size is None else resize_bicubic(cam, size)
+
+
+PEER_POST = {"pytorch-grad-cam": pytorch_grad_cam_post, "torchcam": torchcam_post}
 
 
 def describe(spec):
