@@ -137,21 +137,23 @@ def first_component(M):
     return float32_round_trip(xp.stack(P)), xp.stack(V1)
 
 
-def _projection(ctx, M):
-    P, V1 = first_component(M)
-    # alpha_k(i, j) = V_1k; the map is taken from the centred X, so it is passed as linear_map
-    alpha = get_xp(M).broadcast_to(V1[:, :, None, None], ctx.A.shape)
-    return MethodOutput(weights=alpha, linear_map=P, details={"v1": V1})
-
-
 def eigen_cam(ctx):
-    """Eigen-CAM as ``EigenCAM.get_cam_image``: ``get_2d_projection(A)`` (eigen_cam.py:15-22)."""
-    return _projection(ctx, ctx.A)
+    """Eigen-CAM as ``EigenCAM.get_cam_image``: ``get_2d_projection(A)`` (eigen_cam.py:15-22).
+
+    alpha = V_1 (N, K); the map is the projection of the CENTRED A, so it is the linear_map
+    (sum_k V_1k A^k differs from it by a constant per image).
+    """
+    P, V1 = first_component(ctx.A)
+    return MethodOutput(weights=V1, linear_map=P, details={"v1": V1})
 
 
 def eigen_grad_cam(ctx):
-    """EigenGradCAM as ``get_2d_projection(dA * A)`` (eigen_grad_cam.py:14-21)."""
-    return _projection(ctx, ctx.dA * ctx.A)
+    """EigenGradCAM as ``get_2d_projection(dA * A)`` (eigen_grad_cam.py:14-21).
+
+    alpha_k(i, j) = V_1k dA^k_ij (N, K, u, v); the map is the projection of the centred dA * A.
+    """
+    P, V1 = first_component(ctx.dA * ctx.A)
+    return MethodOutput(weights=V1[:, :, None, None] * ctx.dA, linear_map=P, details={"v1": V1})
 
 
 VARIANTS = (
