@@ -317,6 +317,46 @@ def torchcam_post(r, size=None):
 
 
 PEER_POST = {"pytorch-grad-cam": pytorch_grad_cam_post, "torchcam": torchcam_post}
+TORCHCAM_LAYERCAM_GAMMA = 2.0  # LayerCAM._scale_cams (torchcam/methods/gradient.py:457-459)
+
+
+def fuse(name, results, size=None):
+    """A peer's map from one method's results at several layers (``gradcam.explain`` per layer).
+
+    "pytorch-grad-cam" (base_cam.py:161-181, ``target_layers=[...]``):
+        m_l = resize(minmax(ReLU(L_l)), (H, W));  out = minmax(ReLU(mean_l m_l))   (eps 1e-7)
+    "torchcam" (core.py:316-372 ``fuse_cams``; every method, LayerCAM with its scaling):
+        m_l = minmax(ReLU(L_l)) (eps 1e-8), for LayerCAM tanh(2 m_l) (gradient.py:457-459)
+        out = max_l resize(m_l, (h, w))   bilinear, half-pixel; (h, w) the largest layer's size
+
+    Parameters
+    ----------
+    name : "pytorch-grad-cam" or "torchcam";  results : GradCAMResults of one method and input
+    size : pytorch-grad-cam: (H, W), default the heatmaps'; torchcam: (h, w), default the
+        largest of the layers' sizes (dimension by dimension, as ``fuse_cams``)
+    Returns
+    -------
+    (N, H, W) or (N, h, w)
+    """
+    results = list(results)
+    if name == "pytorch-grad-cam":
+        size = tuple(results[0].heatmap.shape[-2:]) if size is None else size
+        maps = [upsample(minmax(relu(_peer_map(name, r)), 1e-7), size, "bilinear")
+                for r in results]
+        return minmax(relu(sum(maps) / len(maps)), 1e-7)
+    if name != "torchcam":
+        raise ValueError(f"fuse reproduces 'pytorch-grad-cam' and 'torchcam', got {name!r}")
+    maps = [torchcam_post(r) for r in results]
+    if len(maps) == 1:
+        return maps[0]  # fuse_cams returns a single map as it is
+    if results[0].method == "layercam":
+        maps = [get_xp(m).tanh(TORCHCAM_LAYERCAM_GAMMA * m) for m in maps]
+    if size is None:
+        size = tuple(max(m.shape[d] for m in maps) for d in (-2, -1))
+    fused = upsample(maps[0], size, "bilinear")
+    for m in maps[1:]:
+        fused = get_xp(fused).maximum(fused, upsample(m, size, "bilinear"))
+    return fused
 
 
 def describe(spec):

@@ -284,3 +284,32 @@ def test_peer_post_refuses_pixel_maps():
     for peer in (PGC, TC):
         with pytest.raises(ValueError, match="pixel-space"):
             C.from_result(peer, r)
+
+
+# --------------------------------------------------------------------------- several layers
+FUSE_LAYERS = ("relu2", "relu4")  # 32x32 and 16x16 on shapes_cnn
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+def test_peer_fusion_of_layers(pgc, torchcam, method):
+    """``conventions.fuse``: pytorch-grad-cam's mean over ``target_layers`` and torchcam's
+    ``fuse_cams`` (LayerCAM: tanh(2 m) per layer, then the maximum). The two libraries'
+    LayerCAM fusions differ from each other (the negative control)."""
+    need(method)
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torchcam import methods as tcm
+
+    model, twin, x, target, _ = case("shapes_cnn")
+    results = [explain("shapes_cnn", method, None, layer=l) for l in FUSE_LAYERS]
+    cls = {"gradcam": ("GradCAM", "GradCAM"), "layercam": ("LayerCAM", "LayerCAM")}[method]
+    with T.single_thread(), getattr(pgc, cls[0])(
+            model=twin, target_layers=[twin.get_submodule(l) for l in FUSE_LAYERS]) as cam:
+        theirs_pgc = cam(input_tensor=torch.tensor(x),
+                         targets=[ClassifierOutputTarget(c) for c in target])
+    with T.single_thread(), getattr(tcm, cls[1])(twin, list(FUSE_LAYERS),
+                                                 input_shape=x.shape[1:]) as extractor:
+        theirs_tc = extractor.fuse_cams(extractor(target, twin(torch.tensor(x)))).numpy()
+    ours_pgc, ours_tc = C.fuse(PGC, results), C.fuse(TC, results)
+    np.testing.assert_allclose(ours_pgc, theirs_pgc, rtol=0, atol=PEER_ATOL)
+    np.testing.assert_allclose(ours_tc, theirs_tc, rtol=0, atol=1e-10)
+    assert worst(C.upsample(ours_tc, x.shape[2:], "bilinear"), theirs_pgc) > 1e-2
