@@ -313,3 +313,31 @@ def test_peer_fusion_of_layers(pgc, torchcam, method):
     np.testing.assert_allclose(ours_pgc, theirs_pgc, rtol=0, atol=PEER_ATOL)
     np.testing.assert_allclose(ours_tc, theirs_tc, rtol=0, atol=1e-10)
     assert worst(C.upsample(ours_tc, x.shape[2:], "bilinear"), theirs_pgc) > 1e-2
+
+
+# --------------------------------------------------------------------------- the table
+def departures(name="shapes_cnn"):
+    """(method, peer, max |paper - variant| of the final maps, relative error of the weights)
+    for every registered variant; docs/crosscheck.md quotes this table."""
+    rows = []
+    for peer in (PGC, TC):
+        for method in methods():
+            if peer not in variants(method):
+                continue
+            options = {"num_samples": 2} if method in ("sscam", "iscam", "smooth-gradcam++") \
+                else {}
+            v, p = explain(name, method, peer, **options), explain(name, method, None, **options)
+            size = None if peer == TC else v.heatmap.shape[-2:]
+            maps = worst(C.from_result(peer, v, size), C.from_result(peer, p, size))
+            w = rel(v.weights, p.weights) if v.weights is not None else float("nan")
+            rows.append((method, peer, maps, w))
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    for model_name in sys.argv[1:] or ["shapes_cnn"]:
+        print(f"{model_name}: the paper's formula against each peer's (final maps in [0, 1])")
+        for method, peer, maps, w in departures(model_name):
+            print(f"  {method:18s} {peer:17s} max |map diff| {maps:.2e}   weights rel {w:.2e}")

@@ -14,7 +14,7 @@ its measured size.
                                                          channels of the raw logit (float32)
     ablationcam    ablation_cam.py:75-150,               ablates to min - 1e7 (minus 1e7 more
                    ablation_layer.py:220-235             per row of a batch) unless min(A) == 0
-    eigencam       utils/svd_on_activations.py:8-24      centres A; LAPACK's sign; float32
+    eigencam       utils/svd_on_activations.py:5-21      centres A; LAPACK's sign; float32
     eigengradcam   eigen_grad_cam.py:14-21               the same on dA * A
 """
 
@@ -117,7 +117,7 @@ def ablation_cam(ctx):
 
 
 def first_component(M):
-    """``get_2d_projection`` (utils/svd_on_activations.py:8-24) of one batch.
+    """``get_2d_projection`` (utils/svd_on_activations.py:5-21) of one batch.
 
     X = M_n reshaped (u*v, K), centred per channel;  X = U S V^T (LAPACK, full matrices)
     P_n = X V_1 reshaped (u, v), in float32, with the sign LAPACK returns
@@ -164,6 +164,6 @@ VARIANTS = (
     ("ablationcam", NAME, ablation_cam, "ablates to min(A) - 1e7 (more per batch row) unless "
      "min(A) == 0 (ablation_layer.py:228-233)"),
     ("eigencam", NAME, eigen_cam, "centres A before the SVD, keeps LAPACK's sign "
-     "(svd_on_activations.py:16-24)"),
+     "(svd_on_activations.py:15-18)"),
     ("eigengradcam", NAME, eigen_grad_cam, "as eigencam, on dA * A (eigen_grad_cam.py:21)"),
 )
