@@ -217,14 +217,15 @@ class Comparison:
     alpha_note: str = ""
 
     def format(self):
+        w = max([18] + [len(row[0]) for row in self.rows])
         lines = [(f"layer {self.layer}, target {self.target}, your map {self.shape[0]}x"
                   f"{self.shape[1]}, tolerance {self.tol:.3g} (relative)"),
-                 f"{'convention':<18} {'max|diff|':>10} {'rel':>9} {'corr':>7}  match"]
+                 f"{'convention':<{w}} {'max|diff|':>10} {'rel':>9} {'corr':>7}  match"]
         for name, diff, rel, corr, match, note in self.rows:
             if note:
-                lines.append(f"{name:<18} {'-':>10} {'-':>9} {'-':>7}  {note}")
+                lines.append(f"{name:<{w}} {'-':>10} {'-':>9} {'-':>7}  {note}")
             else:
-                lines.append(f"{name:<18} {diff:>10.3g} {rel:>9.2g} {corr:>7.4f}  "
+                lines.append(f"{name:<{w}} {diff:>10.3g} {rel:>9.2g} {corr:>7.4f}  "
                              f"{'yes' if match else 'no'}")
         lines.append(f"closest convention: {self.closest}")
         lines.append(f"diagnosis: {self.diagnosis}")

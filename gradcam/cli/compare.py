@@ -2,7 +2,10 @@
 ``gradcam.compare``; reading the user's files: ``gradcam.userfiles``)
 
     gradcam compare HEATMAP INPUT --model NAME_OR_PATH [--weights FILE] [--target CLASS]
-                    [--layer NAME] [--alphas FILE] [--tol T] [--size H W]
+                    [--layer NAME] [--alphas FILE] [--tol T] [--size H W] [--method NAME]
+
+``--method`` other than gradcam: which formula (the paper's or a peer library's variant) and
+which rendering made the map (``gradcam.compare_family``).
 
 Exit status (for a user's CI): 0 the map is ours, 1 it follows another (named) convention,
 2 nothing matches, or bad input (one ``gradcam: error:`` line): its status is its verdict, so
@@ -32,6 +35,8 @@ def add_parser(subparsers):
     p.add_argument("--alphas", help="your channel weights alpha (K,), .npy/.npz")
     p.add_argument("--tol", type=float, default=None,
                    help=f"relative tolerance (default {DEFAULT_TOL:g}; 2/255 for 8-bit PNGs)")
+    p.add_argument("--method", default="gradcam",
+                   help="the method your map explains (default gradcam; see gradcam.methods())")
     common.add_size(p, "model input size for an image INPUT (default: the zoo's, else 64 64)")
     p.set_defaults(func=run, error_status=2)
     return p
@@ -50,6 +55,15 @@ def run(args):
     if args.target is not None:
         t = args.target.strip()
         target = int(t) if t.lstrip("+-").isdigit() else t
+    if args.method != "gradcam":
+        from ..compare_family import compare_method
+
+        if args.alphas:
+            raise ValueError("--alphas applies to --method gradcam only")
+        result = compare_method(user_map, model, x, args.method, target, args.layer,
+                                tol if args.tol is None else args.tol)
+        print(result.format())
+        return result.status
     alphas = load_alphas(args.alphas) if args.alphas else None
     result = compare(user_map, model, x, target, args.layer, alphas,
                      tol if args.tol is None else args.tol)
