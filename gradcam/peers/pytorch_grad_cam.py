@@ -16,6 +16,8 @@ its measured size.
                    ablation_layer.py:220-235             per row of a batch) unless min(A) == 0
     eigencam       utils/svd_on_activations.py:5-21      centres A; LAPACK's sign; float32
     eigengradcam   eigen_grad_cam.py:14-21               the same on dA * A
+    fullgrad       fullgrad_cam.py:45-94                 min-max per channel (not per layer),
+                                                         half-pixel resize
 """
 
 from __future__ import annotations
@@ -156,6 +158,40 @@ def eigen_grad_cam(ctx):
     return MethodOutput(weights=V1[:, :, None, None] * ctx.dA, linear_map=P, details={"v1": V1})
 
 
+def channel_maps(term, size):
+    """``scale_accross_batch_and_channels`` (utils/image.py:179-189): every (image, channel)
+    min-max normalised on its own (+1e-7), in float32, and resized (cv2, half-pixel) to size.
+
+    (N, K, h, w) -> (N, K, H, W)
+    """
+    m = float32_round_trip(channel_minmax(term, 1e-7))
+    return upsample_channels(m, size, False) if tuple(m.shape[2:]) != tuple(size) else m
+
+
+def full_grad(ctx):
+    """FullGrad as ``FullGrad.compute_cam_per_layer`` (fullgrad_cam.py:45-90).
+
+    S = sum_c phi(|dy^c/dx * x|)_c + sum_l sum_k phi(|dy^c/dz_l * b_l|)_k
+    phi: min-max per image AND channel (+1e-7), then cv2.resize to (H, W)
+
+    Layers: every Conv2d with a bias and every BatchNorm2d (its shift b = beta - gamma mu /
+    sqrt(var + eps), fullgrad_cam.py:35-43). The paper's psi (arXiv:1905.00780v4, Eq. (4), as
+    the authors' code applies it) rescales each layer's whole (K, h, w) block at once, and the
+    input term over its three colour channels at once; normalising channel by channel gives
+    every channel, however weak, the same range.
+    """
+    from ..family.fullgrad import full_gradient
+
+    xp = get_xp(ctx.A)
+    _, input_term, bias_terms = full_gradient(ctx.model, ctx.A, ctx.target)
+    size = tuple(ctx.x.shape[-2:])
+    S = channel_maps(xp.abs(input_term), size).sum(axis=1)
+    spatial = [n for n, t in bias_terms.items() if t.ndim == 4]
+    for name in spatial:
+        S = S + channel_maps(xp.abs(bias_terms[name]), size).sum(axis=1)
+    return MethodOutput(linear_map=S, details={"bias_layers": tuple(spatial)})
+
+
 VARIANTS = (
     ("gradcam++", NAME, grad_cam_pp, "alpha's denominator + 1e-6 (grad_cam_plusplus.py:26-28)"),
     ("xgradcam", NAME, xgrad_cam, "sum of A + 1e-7 (xgrad_cam.py:28-30)"),
@@ -166,4 +202,6 @@ VARIANTS = (
     ("eigencam", NAME, eigen_cam, "centres A before the SVD, keeps LAPACK's sign "
      "(svd_on_activations.py:15-18)"),
     ("eigengradcam", NAME, eigen_grad_cam, "as eigencam, on dA * A (eigen_grad_cam.py:21)"),
+    ("fullgrad", NAME, full_grad, "min-max per channel, not per layer; cv2 (half-pixel) "
+     "resize (fullgrad_cam.py:56-73)"),
 )
