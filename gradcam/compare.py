@@ -65,6 +65,12 @@ def _corr(u, m):
     if u.size < 2:
         return np.nan
     du, dm = u - u.mean(), m - m.mean()
+    # NOTE: each side over its largest deviation first: raw maps can reach 1e89 (Grad-CAM++'s
+    # exp(y^c)), whose squares would overflow
+    su, sm = float(np.max(np.abs(du))), float(np.max(np.abs(dm)))
+    if su == 0.0 or sm == 0.0:
+        return np.nan
+    du, dm = du / su, dm / sm
     den = np.sqrt(np.sum(du * du) * np.sum(dm * dm))
     return float(np.sum(du * dm) / den) if den > 0 else np.nan
 

@@ -31,6 +31,7 @@ from gradcam.registry import methods, variants
 PGC, TC = "pytorch-grad-cam", "torchcam"
 PEER_ATOL = 2e-6  # final maps in [0, 1]; pytorch-grad-cam's are float32
 RAW_RTOL = 1e-10  # the same formula on the same float64 A and dA
+CONTROL = 10 * RAW_RTOL  # a paper's raw map or weights miss the peer's by more than this
 MODELS = ("shapes_gap", "shapes_cnn")
 
 
@@ -141,7 +142,7 @@ def test_pytorch_grad_cam_weights_exact(pgc, twin_grads, method, cls_name, name)
     variant = PGC if PGC in variants(method) else None
     assert rel(explain(name, method, variant).weights, theirs) < RAW_RTOL
     if variant is not None:
-        assert rel(direction(explain(name, method, None).weights), direction(theirs)) > 1e-7
+        assert rel(direction(explain(name, method, None).weights), direction(theirs)) > CONTROL
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -230,7 +231,7 @@ def test_torchcam_reproduced(torchcam, method, name):
     np.testing.assert_allclose(C.from_result(TC, r, None), final, rtol=0, atol=1e-10)
     if variant is not None:
         paper = explain(name, method, None)
-        assert rel(direction(paper.coarse), direction(raw)) > 1e-7
+        assert rel(direction(paper.coarse), direction(raw)) > CONTROL
         if departs:
             assert worst(C.from_result(TC, paper, None), final) > 1e-3
 
