@@ -19,7 +19,9 @@ Names: ``layer="input"`` is pixel space (A = x); ``layer=None`` is the method's 
 (``Method.layer_rule``). L^c is the map after Eq. (2)'s ReLU (``coarse``); the map before
 it is ``linear_map``.
 
-Modules: ``methods`` (the registry: ``Method``, ``Context``, one entry per method), ``core``
+Modules: ``registry`` (the table of methods; ``method`` holds its types ``Method``,
+``Context``, ``MethodOutput``; ``family`` the CAM family beyond the paper; ``peers`` the peer
+libraries' variants), ``core``
 (``explain``, ``grad_cam``, ``cam``, the result type), ``engine`` (``capture``: forward,
 backward, Eq. (2)), ``weights`` (Eq. (1) and variants, the CAM-equivalence derivation),
 ``guided`` (pixel-space maps), ``resize`` (bilinear/nearest resizing, normalisation),
