@@ -15,7 +15,7 @@ The paper takes Y^c = exp(S^c) (Eq. (12)). For a network of linear pieces (ReLU,
 layers: d2S/dA^2 = 0, Eq. (16)) the derivatives are powers of the one gradient dA = dS^c/dA
 that a single backward gives:
 
-    dY/dA = exp(S^c) dA,  d2Y/dA^2 = exp(S^c) dA^2,  d3Y/dA^3 = exp(S^c) dA^3   Eqs. (13), (17), (18)
+    dY/dA = exp(S^c) dA, d2Y/dA^2 = exp(S^c) dA^2, d3Y/dA^3 = exp(S^c) dA^3   Eqs. (13), (17), (18)
     alpha^kc_ij = dA_ij^2 / (2 dA_ij^2 + (sum_ab A^k_ab) dA_ij^3)                     Eq. (19)
 
 The factor exp(S^c) cancels in alpha (Eq. (19)) but NOT in Eq. (5): the weights here are those
@@ -86,7 +86,7 @@ def gradcam_pp_alpha(A, D2, D3):
     """Grad-CAM++'s per-position coefficients from the second and third derivatives.
 
     alpha[n, k, i, j] = D2 / (2 D2 + (sum_ab A[n, k, a, b]) D3)    (0 where the denominator is 0)
-                                                                     Eq. (10); Eq. (19) with D^p = dA^p
+    Eq. (10); with D^p = dA^p it is Eq. (19)
 
     Parameters
     ----------
