@@ -146,6 +146,7 @@ def test_elementwise_against_layercam_and_hirescam_position_by_position(dense):
     assert rel_err(e.linear_map, loop) < TOL
     np.testing.assert_array_equal(e.coarse, e.linear_map)  # already >= 0
     assert (e.linear_map >= h.linear_map - 1e-15).all()
+    assert (e.coarse >= h.coarse - 1e-15).all()  # and so after Eq. (2)'s ReLU
     same = (products >= 0).all(axis=1)  # where no product is negative the maps agree
     assert same.any() and (~same).any()
     assert np.abs(e.linear_map - h.linear_map)[same].max() <= 1e-14

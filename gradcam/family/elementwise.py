@@ -9,10 +9,9 @@ LayerCAM. Each is a weighting of the same A and dA = dy^c/dA that Grad-CAM uses.
 and, as for every method, linear_map = sum_k alpha_k A^k and L^c = relu(linear_map).
 
 XGrad-CAM: Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of
-CNNs", BMVC 2020, arXiv:2008.02312v4. The weights are chosen to satisfy the paper's two axioms,
-Sensitivity and Conservation, as nearly as possible; for a ReLU network the class score
-decomposes as S^c = sum_k sum_ij (dS^c/dA^k_ij) A^k_ij + (bias terms) (the paper's Eq. (5)), and
-the weight above is the closed form of its optimisation. NOTE: 0/0 -> 0: a channel whose
+CNNs", BMVC 2020, arXiv:2008.02312v4. The paper derives the weight above from two axioms,
+Sensitivity and Conservation, met as nearly as possible; for a ReLU network the class score
+decomposes as S^c = sum_k sum_ij (dS^c/dA^k_ij) A^k_ij + (bias terms) (the paper's Eq. (5)). NOTE: 0/0 -> 0: a channel whose
 activations sum to exactly 0 gets weight 0 (with A >= 0 that channel is all zeros and adds
 nothing to the map); pytorch-grad-cam and torchcam add a small epsilon instead.
 Conservation, tested: on a GAP + Linear head, sum_ij linear_map = y^c - b_c exactly.
