@@ -31,11 +31,12 @@ of deep layers, so the paper scales them before combining,
     hat M_l = tanh(gamma * M_l / max M_l)          gamma = 2   (the paper's Eq. (9), as torchcam
                                                                0.5.0 cites it, gradient.py:458)
 
-and combines the layers position by position. Here (NOTE: this reading of the paper's text is
-this module's; see below): the shallow layers are all but the deepest layer named (the last in
-the model's forward order); the deepest keeps its map normalised to max 1, M_L / max M_L; every
-map is resized bilinearly to (H, W) and the fused map is their element-wise maximum,
-normalised to max 1. torchcam 0.5.0 differs: it scales every layer, including the deepest,
+and combines the layers position by position. NOTE: the paper's text was not at hand when this
+was written; two details are this module's choices, to be checked against it: the shallow
+layers are all but the deepest layer named (the last in the model's forward order), which keeps
+its map normalised to max 1, M_L / max M_L; and the combination is the element-wise maximum (as
+torchcam's). Every map is resized bilinearly to (H, W) first; the fused map is normalised to
+max 1. torchcam 0.5.0 differs: it scales every layer, including the deepest,
 after a min-max normalisation (torchcam/methods/gradient.py:457-459 and core.py:316-372,
 ``torch.maximum``), and pytorch-grad-cam fuses LayerCAM's layers with "mean" above.
 """
