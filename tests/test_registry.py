@@ -28,13 +28,22 @@ PAPERS = {
     "gradcam": "1610.02391v4", "counterfactual": "1610.02391v4", "cam": "1512.04150v1",
     "saliency": "1312.6034v2", "deconvnet": "1311.2901v3", "guided-backprop": "1412.6806v3",
     "guided-gradcam": "1610.02391v4",
+    "gradcam++": "1710.11063v3", "smooth-gradcam++": "1908.01224v1", "xgradcam": "2008.02312v4",
+    "hirescam": "2011.08891v4",
+    # no arXiv version: the journal's DOI, and the peer library's file for a method of no paper
+    "layercam": "doi:10.1109/TIP.2021.3089943",
+    "gradcam-elementwise": "pytorch_grad_cam/grad_cam_elementwise.py",
 }
 KINDS = {"gradcam": "channel", "counterfactual": "channel", "cam": "channel",
          "saliency": "pixel", "deconvnet": "pixel", "guided-backprop": "pixel",
-         "guided-gradcam": "pixel"}
+         "guided-gradcam": "pixel",
+         "gradcam++": "channel", "smooth-gradcam++": "channel", "xgradcam": "channel",
+         "hirescam": "position", "gradcam-elementwise": "position", "layercam": "position"}
 DEFAULT_LAYER = {"gradcam": "relu4", "counterfactual": "relu4", "cam": "relu4",
                  "saliency": "input", "deconvnet": "input", "guided-backprop": "input",
-                 "guided-gradcam": "relu4"}
+                 "guided-gradcam": "relu4",
+                 "gradcam++": "relu4", "smooth-gradcam++": "relu4", "xgradcam": "relu4",
+                 "hirescam": "relu4", "gradcam-elementwise": "relu4", "layercam": "relu4"}
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +93,12 @@ def test_registry_lists_the_methods_in_table_order():
 @pytest.mark.parametrize("name", list(KINDS))
 def test_every_entry_cites_its_paper_with_arxiv_id_and_version(name):
     m = gradcam.methods()[name]
-    found = ARXIV.search(m.citation)
-    assert found, f"{name}: no arXiv:NNNN.NNNNNvN in {m.citation!r}"
-    assert found.group(0) == "arXiv:" + PAPERS[name]
+    if not re.fullmatch(r"\d{4}\.\d{4,5}v\d+", PAPERS[name]):  # a DOI or a peer's file
+        assert PAPERS[name] in m.citation and ARXIV.search(m.citation) is None
+    else:
+        found = ARXIV.search(m.citation)
+        assert found, f"{name}: no arXiv:NNNN.NNNNNvN in {m.citation!r}"
+        assert found.group(0) == "arXiv:" + PAPERS[name]
     assert m.title and m.kind == KINDS[name] and m.layer_rule in LAYER_RULES
 
 
@@ -112,9 +124,10 @@ def test_every_method_runs_through_explain(models, x, name, arch):
     assert r.heatmap.shape == (N, HW, HW)
     heat = np.asarray(r.heatmap)
     assert heat.min() >= 0 and heat.max() <= 1
-    if KINDS[name] == "channel":
+    if KINDS[name] in ("channel", "position"):
         K, u, v = r.activations.shape[1:]
-        assert r.weights.shape == (N, K) and r.pixels is None
+        assert r.weights.shape == ((N, K) if KINDS[name] == "channel" else (N, K, u, v))
+        assert r.pixels is None
         assert r.linear_map.shape == r.coarse.shape == (N, u, v)
         # max 1, or an all-zero map where the ReLU left nothing
         peaks = (np.asarray(r.coarse).max(axis=(1, 2)) > 0).astype(heat.dtype)
@@ -158,9 +171,9 @@ def test_guided_gradcam_is_guided_backprop_times_the_gradcam_heatmap(x):
 
 # --------------------------------------------------------------------------- errors
 def test_unknown_method_lists_the_registered_names(models, x):
-    with pytest.raises(ValueError, match="unknown method 'gradcam\\+\\+'; methods are: gradcam, "
+    with pytest.raises(ValueError, match="unknown method 'gradcam\\+\\+\\+'; methods are: gradcam, "
                                          "counterfactual, cam, saliency"):
-        gradcam.explain(models["shapes_cnn"], x, method="gradcam++")
+        gradcam.explain(models["shapes_cnn"], x, method="gradcam+++")
 
 
 def test_unknown_option_names_the_method_and_what_it_accepts(models, x):

@@ -2,6 +2,13 @@
 group of methods, each defining its ``Method`` entries (``METHODS``) next to its papers'
 equations. ``gradcam.registry`` lists them after the Grad-CAM paper's own methods, in the order
 of ``FAMILY``.
+
+    plusplus      gradcam++, smooth-gradcam++       (gradcam_pp_alpha, gradcam_pp_weights, ...)
+    elementwise   xgradcam, hirescam, gradcam-elementwise, layercam
+                  (xgradcam_weights, hirescam_weights, elementwise_weights, layercam_weights)
 """
 
-FAMILY = ()
+from .elementwise import METHODS as _elementwise
+from .plusplus import METHODS as _plusplus
+
+FAMILY = () + _plusplus + _elementwise
