@@ -46,7 +46,10 @@ def case(name):
 
 
 def explain(name, method, variant, layer=None, **options):
+    """``gradcam.explain`` on the case (at its layer by default; FullGrad takes none)."""
     model, _, x, target, default = case(name)
+    if methods()[method].layer_rule == "network":
+        default = None
     return gradcam.explain(model, x, target, method, default if layer is None else layer,
                            variant=variant, **options)
 
@@ -344,8 +347,8 @@ def test_peer_fusion_of_layers(pgc, torchcam, method):
 
 # --------------------------------------------------------------------------- the table
 def departures(name="shapes_cnn"):
-    """(method, peer, max |paper - variant| of the final maps, relative error of the weights)
-    for every registered variant; docs/crosscheck.md quotes this table."""
+    """(method, peer, max |paper - variant| of the final maps, relative error of the weights
+    scaled to max 1 per image) for every registered variant; docs/crosscheck.md quotes it."""
     rows = []
     for peer in (PGC, TC):
         for method in methods():
@@ -356,7 +359,8 @@ def departures(name="shapes_cnn"):
             v, p = explain(name, method, peer, **options), explain(name, method, None, **options)
             size = None if peer == TC else v.heatmap.shape[-2:]
             maps = worst(C.from_result(peer, v, size), C.from_result(peer, p, size))
-            w = rel(v.weights, p.weights) if v.weights is not None else float("nan")
+            w = rel(direction(v.weights), direction(p.weights)) if v.weights is not None \
+                else float("nan")
             rows.append((method, peer, maps, w))
     return rows
 

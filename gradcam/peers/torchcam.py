@@ -25,6 +25,7 @@ import numpy as np
 from minicnn.backend import get_xp
 
 from ..engine import capture
+from ..family.plusplus import noisy_copies
 from ..method import MethodOutput
 from ..targets import class_score
 from .common import channel_minmax, masked_scores, softmax, upsample_channels
@@ -77,7 +78,9 @@ def smooth_grad_cam_pp(ctx):
     (gradient.py:347 ``self.hook_g``; core.py:288 ``self.hook_a``).
     """
     xp = get_xp(ctx.A)
-    noise = noise_of(ctx, ctx.x.shape)
+    o = ctx.options
+    # the paper entry's draw (same seed, same noise), or the caller's noise as given
+    noise = noisy_copies(ctx.x, o["num_samples"], o["std"], o["seed"], o["noise"], ctx.A.dtype)
     seed_fn = class_score([int(c) for c in ctx.target])
     D2 = xp.zeros_like(ctx.A)
     D3 = xp.zeros_like(ctx.A)
