@@ -6,6 +6,9 @@ Each weighting reproduces the library's raw map (``BaseCAM.get_cam_image``, befo
 installed 1.5.7 wheel; docs/crosscheck.md gives each departure with the paper's equation and
 its measured size.
 
+Every weighting takes a ``gradcam.method.Context`` and returns what the paper's entry
+returns: alpha, (N, K) or (N, K, u, v), or a ``MethodOutput`` with the peer's own map.
+
     method         pytorch-grad-cam                      departs from the paper by
     gradcam++      grad_cam_plusplus.py:19-35            + 1e-6 in alpha's denominator
     xgradcam       xgrad_cam.py:24-32                    + 1e-7 in the sum of A
@@ -39,7 +42,7 @@ def grad_cam_pp(ctx):
     a_ij = g_ij^2 / (2 g_ij^2 + sum_ab A_ab g_ij^3 + 1e-6),  0 where g_ij = 0   (g = dA)
     alpha_k = sum_ij ReLU(g_ij) a_ij
 
-    The paper's Eq. (19) (arXiv:1710.11063) has no 1e-6: with gradients of order 1e-3 (a GAP
+    The paper's Eq. (19) (arXiv:1710.11063v3) has no 1e-6: with gradients of order 1e-3 (a GAP
     head divides by Z) g^2 is of order 1e-6 and the constant changes alpha by tens of percent.
     """
     xp = get_xp(ctx.A)

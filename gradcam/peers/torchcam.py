@@ -6,6 +6,9 @@ post-processing. Files and lines are those of the installed 0.5.0 wheel
 (``torchcam/methods/``); docs/crosscheck.md gives each departure with the paper's equation
 and its measured size.
 
+Every weighting takes a ``gradcam.method.Context`` and returns what the paper's entry
+returns: alpha, (N, K) or (N, K, u, v), or a ``MethodOutput`` with the peer's own map.
+
     method            torchcam                        departs from the paper by
     gradcam++         gradient.py:179-206             never divides: alpha = sum dA^2 ReLU(dA)
     smooth-gradcam++  gradient.py:309-347             sum_ab (dA^3 A)_ab in the denominator;
@@ -42,7 +45,7 @@ def grad_cam_pp(ctx):
 
     NOTE: the library means a_ij = dA^2 / (2 dA^2 + sum_ab dA_ab^3 A_ab + 1e-8), but
     ``alpha[idx][mask].div_(...)`` (gradient.py:203) divides a copy made by the boolean index,
-    so a_ij stays dA_ij^2. The paper's a_ij (arXiv:1710.11063, Eq. (19)) is what it meant,
+    so a_ij stays dA_ij^2. The paper's a_ij (arXiv:1710.11063v3, Eq. (19)) is what it meant,
     with dA_ij^3 sum_ab A_ab in the denominator.
     """
     g = ctx.dA
@@ -71,11 +74,13 @@ def smooth_grad_cam_pp(ctx):
     a_ij = D2_ij / (2 D2_ij + sum_ab D3_ab A_ab + 1e-8)       A: the clean input's
     alpha_k = sum_ij a_ij ReLU(g_S,ij);  linear_map = sum_k alpha_k A_S^k
 
-    Three departures from the paper (Omeiza et al., arXiv:1908.01224, Eqs. (8)-(10), which put
-    D3_ij sum_ab A_ab in the denominator and use the smoothed derivatives throughout): the
-    denominator's sum runs over the product D3 A (index mixing), and the ReLU'd gradient and
-    the activations of the map are those of the LAST noisy sample, left in the hooks
-    (gradient.py:347 ``self.hook_g``; core.py:288 ``self.hook_a``).
+    Departures from the paper (Omeiza et al., arXiv:1908.01224v1: Grad-CAM++'s Eqs. (5) and
+    (19) of arXiv:1710.11063v3 with each derivative of Y = exp(y^c) averaged over the copies,
+    D^p = 1/n sum_m exp(y_m) dA_m^p, and the clean input's A): the averages lack the exp(y_m)
+    factors; the denominator's sum runs over the product D3 A (index mixing, where the paper has
+    D3_ij sum_ab A_ab); and the ReLU'd gradient and the activations of the map are those of the
+    LAST noisy copy, left in the hooks (gradient.py:347 ``self.hook_g``; core.py:288
+    ``self.hook_a``), not D1 and the clean A.
     """
     xp = get_xp(ctx.A)
     o = ctx.options
