@@ -4,4 +4,8 @@ equations. ``gradcam.registry`` lists them after the Grad-CAM paper's own method
 of ``FAMILY``.
 """
 
-FAMILY = ()
+from .eigen import METHODS as _eigen
+from .fullgrad import METHODS as _fullgrad
+from .paths import METHODS as _paths
+
+FAMILY = () + _eigen + _fullgrad + _paths
