@@ -19,7 +19,8 @@ arXiv:1703.01365v2. Along the straight path from a baseline x' to x:
     IG_i(x) = (x_i - x'_i) * int_0^1 dy^c/dx_i (x' + a (x - x')) da          Eq. (1)
     sum_i IG_i(x) = y^c(x) - y^c(x')                   completeness (Prop. 1)
 
-The integral is a quadrature over ``steps`` = m points a_k with weights w_k:
+The integral is a quadrature over ``steps`` = m points a_k with weights w_k (option ``rule``;
+options ``baseline``: None for zeros, a number or an array broadcast to x):
 
     "right"      a_k = k/m, k = 1..m, w_k = 1/m   the paper's Riemann sum (Sec. 5); error O(1/m)
     "midpoint"   a_k = (k - 1/2)/m,   w_k = 1/m   error O(1/m^2) for a smooth integrand
@@ -152,7 +153,7 @@ def _integrated_gradients(ctx):
     baseline = xp.zeros_like(x) if b is None else \
         xp.broadcast_to(xp.asarray(b, dtype=x.dtype), x.shape).copy()
     attr, mean, alphas, weights = integrated_gradients(
-        ctx.input_gradient, x, baseline, ctx.options["steps"], ctx.options["method"])
+        ctx.input_gradient, x, baseline, ctx.options["steps"], ctx.options["rule"])
     n, c = xp.arange(x.shape[0]), xp.asarray(ctx.target)
     difference = ctx.logits[n, c] - ctx.forward_from(baseline)[n, c]
     gap = attr.reshape(x.shape[0], -1).sum(axis=1) - difference
@@ -169,5 +170,5 @@ METHODS = (
     Method("integrated-gradients", "Integrated Gradients",
            "Sundararajan et al., ICML 2017, arXiv:1703.01365v2, Eq. (1) (Riemann sum, Sec. 5)",
            "pixel", True, "input", _integrated_gradients,
-           options={"baseline": None, "steps": 50, "method": "right"}),
+           options={"baseline": None, "steps": 50, "rule": "right"}),
 )
