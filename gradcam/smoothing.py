@@ -26,7 +26,8 @@ in ttach's order (itertools.product of [False, True] and [0.9, 1, 1.1], ttach/ba
     for (flip, f) in {False, True} x {0.9, 1.0, 1.1}:
         r_t = explain(model, f * flip(x), c)            (the same classes c for every run)
         m_t = max_ij r_t.coarse  (per image; 1 for an all-zero map)
-    coarse = 1/6 sum_t unflip(r_t.coarse) / m_t        linear_map = 1/6 sum_t unflip(r_t.linear_map) / m_t
+    coarse = 1/6 sum_t unflip(r_t.coarse) / m_t
+    linear_map = 1/6 sum_t unflip(r_t.linear_map) / m_t
     heatmap = normalize(resize(coarse, (H, W)))
 
 Each map is divided by its own maximum before the mean, so every augmentation counts equally

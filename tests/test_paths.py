@@ -175,3 +175,25 @@ def test_path_gradients_against_autograd_on_the_oracle(net):
     expected = sum(w * dydx(baseline + a * (x - baseline)) for a, w in zip(alphas, weights))
     np.testing.assert_allclose(mean, expected, atol=1e-12)
     np.testing.assert_allclose(attr, (x - baseline) * expected, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- backends
+@pytest.mark.parametrize("method,options", [
+    ("eigencam", {}), ("eigengradcam", {}), ("fullgrad", {}), ("smoothgrad", {"num_samples": 2}),
+    ("integrated-gradients", {"steps": 4, "rule": "trapezoid"}),
+    ("gradcam", {"eigen_smooth": True}), ("gradcam", {"aug_smooth": True})])
+def test_family_methods_on_backend(xp, method, options):
+    """This slice's methods keep to NumPy-and-CuPy code: on each backend, the NumPy numbers."""
+    from minicnn.backend import to_numpy
+
+    model, _, _ = P.network(40)
+    x = P.inputs(seed=41)
+    ref = gradcam.explain(model, x, TARGET, method, **options)
+    dev = "numpy" if xp is np else "cupy"
+    r = gradcam.explain(model.to(dev), xp.asarray(x), TARGET, method, **options)
+    for f in ("weights", "linear_map", "coarse", "heatmap", "pixels"):
+        a, b = getattr(r, f), getattr(ref, f)
+        assert (a is None) == (b is None), f
+        if a is not None:
+            assert type(a) is type(xp.asarray(b)), f
+            np.testing.assert_allclose(to_numpy(a), b, rtol=1e-9, atol=1e-11, err_msg=f)

@@ -82,8 +82,8 @@ def smooth_grad(gradient, x, noise):
     (N, C, H, W) the mean gradient
     """
     if tuple(noise.shape[1:]) != tuple(x.shape) or noise.shape[0] < 1:
-        raise ValueError(f"noise must be (num_samples, *x.shape) = (n, {', '.join(map(str, x.shape))})"
-                         f", got {tuple(noise.shape)}")
+        raise ValueError(f"noise must be (num_samples, *x.shape) = (n, "
+                         f"{', '.join(map(str, x.shape))}), got {tuple(noise.shape)}")
     total = 0
     for g in noise:  # one backward per sample, each of the N images at once
         total = total + gradient(x + g)
