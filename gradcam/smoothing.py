@@ -21,7 +21,7 @@ input, each map un-augmented first. pytorch-grad-cam's default augmentations (ba
 are ttach's ``HorizontalFlip()`` times ``Multiply(factors=[0.9, 1, 1.1])``: the "scales" are
 intensity factors x -> f x, not spatial rescalings, so only the flip needs undoing (ttach 0.0.3,
 transforms.py:20-23 flips a mask back; Multiply is image-only, transforms.py:220-237). Six runs,
-in ttach's order (itertools.product of [False, True] and [0.9, 1, 1.1], ttach/base.py:93):
+in ttach's order (itertools.product of [False, True] and [0.9, 1, 1.1], ttach/base.py:95):
 
     for (flip, f) in {False, True} x {0.9, 1.0, 1.1}:
         r_t = explain(model, f * flip(x), c)            (the same classes c for every run)

@@ -12,8 +12,8 @@ O = U Sigma V^T, and shows the projection of O on the first right-singular vecto
 No gradient and no class score enter: the map is class-agnostic (tested: changing the target
 changes nothing). Since M v_1 = sum_k v_1k A^k, the map is a weighted sum of the channels with
 alpha_k = v_1k, so ``explain`` returns alpha = v_1 as per-channel weights (kind "channel", where
-the issue's table says "per position"): the weights then say what the map is, and Eq. (2)'s
-weighted sum reproduces it exactly.
+the issue's table says "per position"): the weights then say what the map is, and the weighted
+sum inside Grad-CAM's Eq. (2) reproduces it exactly.
 
 NOTE: A is not centred. The paper takes the SVD of O itself; pytorch-grad-cam 1.5.7 subtracts
 each channel's mean over positions first (pytorch_grad_cam/utils/svd_on_activations.py:15-16),
@@ -23,11 +23,12 @@ which makes its "principal component" the one of the covariance, a different map
 The sign. An SVD fixes v_1 only up to sign (M v_1 and M (-v_1) are both valid), and LAPACK's
 choice is arbitrary (pytorch-grad-cam keeps it: svd_on_activations.py:17-18). This module fixes
 it: **the sign that makes the map's sum positive**, sum_ij L_ij = sigma_1 (1^T u_1) > 0, so
-Eq. (2)'s ReLU keeps the larger part of the component's mass. Why this one: for a post-ReLU
-layer (A >= 0, the paper's setting) M^T M has no negative entry, so by Perron-Frobenius v_1 and
-u_1 can be taken entrywise non-negative; that choice has a positive sum, so this convention
-picks exactly it and the map is >= 0 everywhere (tested). It is stable unless the sum is within
-round-off of zero; then (|sum| <= u*v * eps * sum |L|) the largest |v_1k| is made positive.
+the ReLU of Grad-CAM's Eq. (2) keeps the larger part of the component's mass. Why this one: for
+a post-ReLU layer (A >= 0, the paper's setting) M^T M has no negative entry, so by
+Perron-Frobenius v_1 and u_1 can be taken entrywise non-negative; that choice has a positive
+sum, so this convention picks exactly it and the map is >= 0 everywhere (tested). It is stable
+unless the sum is within round-off of zero; then (|sum| <= u*v * eps * sum |L|) the largest
+|v_1k| is made positive.
 
 EigenGradCAM (pytorch-grad-cam's EigenGradCAM, a library method without a paper:
 pytorch_grad_cam/eigen_grad_cam.py:21 projects grads * activations): the same projection of

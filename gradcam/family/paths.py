@@ -3,7 +3,7 @@
 SmoothGrad: Smilkov et al., "SmoothGrad: removing noise by adding noise", arXiv:1706.03825v1.
 The sensitivity map M_c(x) = dy^c/dx is averaged over noisy copies of the input:
 
-    M^_c(x) = 1/n sum_{s=1}^n M_c(x + g_s),   g_s ~ N(0, sigma^2)   (Sec. 2, "SmoothGrad")
+    M^_c(x) = 1/n sum_{s=1}^n M_c(x + g_s),   g_s ~ N(0, sigma^2)   (the SmoothGrad average)
 
 with the noise level given as sigma / (x_max - x_min) (the paper finds 10%-20% works best) and
 n = 50 samples (past about 50 the paper sees diminishing returns). Here x_max and x_min are
@@ -22,7 +22,7 @@ arXiv:1703.01365v2. Along the straight path from a baseline x' to x:
 The integral is a quadrature over ``steps`` = m points a_k with weights w_k (option ``rule``;
 options ``baseline``: None for zeros, a number or an array broadcast to x):
 
-    "right"      a_k = k/m, k = 1..m, w_k = 1/m   the paper's Riemann sum (Sec. 5); error O(1/m)
+    "right"      a_k = k/m, k = 1..m, w_k = 1/m   the paper's Riemann sum; error O(1/m)
     "midpoint"   a_k = (k - 1/2)/m,   w_k = 1/m   error O(1/m^2) for a smooth integrand
     "trapezoid"  a_k = k/m, k = 0..m, w_k = 1/m (1/(2m) at both ends); m + 1 gradients; O(1/m^2)
 
@@ -164,11 +164,11 @@ def _integrated_gradients(ctx):
 
 METHODS = (
     Method("smoothgrad", "SmoothGrad",
-           "Smilkov et al., 2017, arXiv:1706.03825v1, Sec. 2 (mean of input gradients over "
-           "noisy copies)", "pixel", True, "input", _smoothgrad,
+           "Smilkov et al., 2017, arXiv:1706.03825v1 (the mean of input gradients over noisy "
+           "copies)", "pixel", True, "input", _smoothgrad,
            options={"num_samples": 50, "std": 0.15, "seed": 0, "noise": None}),
     Method("integrated-gradients", "Integrated Gradients",
-           "Sundararajan et al., ICML 2017, arXiv:1703.01365v2, Eq. (1) (Riemann sum, Sec. 5)",
+           "Sundararajan et al., ICML 2017, arXiv:1703.01365v2, Eq. (1) (its right Riemann sum)",
            "pixel", True, "input", _integrated_gradients,
            options={"baseline": None, "steps": 50, "rule": "right"}),
 )
