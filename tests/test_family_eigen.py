@@ -140,6 +140,10 @@ def test_scaling_and_centring(model, x):
     np.testing.assert_allclose(principal_projection(A + offset, centre=True)[0], pc,
                                rtol=1e-8, atol=1e-8)
     assert np.abs(principal_projection(A + offset)[0] - p).max() > 1e-2  # the paper's: not blind
+    # centred, the map sums to zero (the columns do), so the sign is the largest |v_1k|'s
+    _, vc, _ = principal_projection(A, centre=True)
+    np.testing.assert_allclose(pc.sum(axis=(1, 2)), 0, atol=1e-9 * np.abs(pc).sum())
+    assert (vc[np.arange(len(vc)), np.abs(vc).argmax(axis=1)] > 0).all()
     # a zero sum (here exactly: one channel, symmetric values): the largest |v_1k| is positive
     X = np.array([[[[1.0, -1.0], [2.0, -2.0]]]])
     for Y in (X, -X):

@@ -18,7 +18,8 @@ sum inside Grad-CAM's Eq. (2) reproduces it exactly.
 NOTE: A is not centred. The paper takes the SVD of O itself; pytorch-grad-cam 1.5.7 subtracts
 each channel's mean over positions first (pytorch_grad_cam/utils/svd_on_activations.py:15-16),
 which makes its "principal component" the one of the covariance, a different map
-(``principal_projection(..., centre=True)`` computes it).
+(``principal_projection(..., centre=True)`` computes it; checked once against
+``get_2d_projection`` on shapes_cnn's relu4: equal up to sign, to float32 round-off).
 
 The sign. An SVD fixes v_1 only up to sign (M v_1 and M (-v_1) are both valid), and LAPACK's
 choice is arbitrary (pytorch-grad-cam keeps it: svd_on_activations.py:17-18). This module fixes
@@ -63,8 +64,8 @@ def principal_projection(X, centre=False, sign="sum"):
     centre : subtract each channel's mean over positions first (pytorch-grad-cam's choice,
         svd_on_activations.py:15-16); False is the Eigen-CAM paper's
     sign : "sum" (this module's convention: the projection's sum is positive, ties broken by
-        the largest |v_1k| being positive; see the module docstring) or None (the sign the SVD
-        routine returned)
+        the largest |v_1k| being positive; see the module docstring; with ``centre`` the sum is
+        zero by construction and the tie-break decides) or None (the sign the SVD returned)
     Returns
     -------
     projection : (N, u, v);  v1 : (N, K) the first right-singular vectors, unit length, signed
@@ -81,7 +82,11 @@ def principal_projection(X, centre=False, sign="sum"):
     if sign == "sum":
         total = proj.sum(axis=1)
         eps = xp.finfo(proj.dtype).eps
+        # NOTE: centred columns sum to zero, so a centred projection's sum is zero by
+        # construction: there the tie-break (largest |v_1k| positive) is the rule
         tie = xp.abs(total) <= u * v * eps * xp.abs(proj).sum(axis=1)
+        if centre:
+            tie = xp.ones_like(tie)
         peak = v1[xp.arange(N), xp.abs(v1).argmax(axis=1)]  # the largest |v_1k|, signed
         s = xp.where(tie, xp.sign(peak), xp.sign(total))
         s = xp.where(s == 0, 1, s).astype(proj.dtype)  # an all-zero X: keep it as it is
