@@ -33,17 +33,24 @@ PAPERS = {
     # no arXiv version: the journal's DOI, and the peer library's file for a method of no paper
     "layercam": "doi:10.1109/TIP.2021.3089943",
     "gradcam-elementwise": "pytorch_grad_cam/grad_cam_elementwise.py",
+    "eigencam": "2008.00299v1", "eigengradcam": "2008.00299v1",
+    "fullgrad": "1905.00780v4", "smoothgrad": "1706.03825v1",
+    "integrated-gradients": "1703.01365v2",
 }
 KINDS = {"gradcam": "channel", "counterfactual": "channel", "cam": "channel",
          "saliency": "pixel", "deconvnet": "pixel", "guided-backprop": "pixel",
          "guided-gradcam": "pixel",
          "gradcam++": "channel", "smooth-gradcam++": "channel", "xgradcam": "channel",
-         "hirescam": "position", "gradcam-elementwise": "position", "layercam": "position"}
+         "hirescam": "position", "gradcam-elementwise": "position", "layercam": "position",
+         "eigencam": "channel", "eigengradcam": "position",
+         "fullgrad": "network", "smoothgrad": "pixel", "integrated-gradients": "pixel"}
 DEFAULT_LAYER = {"gradcam": "relu4", "counterfactual": "relu4", "cam": "relu4",
                  "saliency": "input", "deconvnet": "input", "guided-backprop": "input",
                  "guided-gradcam": "relu4",
                  "gradcam++": "relu4", "smooth-gradcam++": "relu4", "xgradcam": "relu4",
-                 "hirescam": "relu4", "gradcam-elementwise": "relu4", "layercam": "relu4"}
+                 "hirescam": "relu4", "gradcam-elementwise": "relu4", "layercam": "relu4",
+                 "eigencam": "relu4", "eigengradcam": "relu4",
+                 "fullgrad": "input", "smoothgrad": "input", "integrated-gradients": "input"}
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +127,20 @@ def test_every_method_runs_through_explain(models, x, name, arch):
     r = gradcam.explain(model, x, [0, 3], method=name)
     assert r.method == name and r.layer == DEFAULT_LAYER[name]
     assert r.logits.shape == (N, 4) and r.target.tolist() == [0, 3]
-    assert r.gradients.shape == r.activations.shape
+    if gradcam.methods()[name].needs_grad:
+        assert r.gradients.shape == r.activations.shape
+    else:
+        assert r.gradients is None
     assert r.heatmap.shape == (N, HW, HW)
     heat = np.asarray(r.heatmap)
     assert heat.min() >= 0 and heat.max() <= 1
-    if KINDS[name] in ("channel", "position"):
+    if KINDS[name] in ("channel", "position", "network"):
         K, u, v = r.activations.shape[1:]
-        assert r.weights.shape == ((N, K) if KINDS[name] == "channel" else (N, K, u, v))
+        want = {"channel": (N, K), "position": (N, K, u, v), "network": None}[KINDS[name]]
+        assert (r.weights is None if want is None else r.weights.shape == want)
         assert r.pixels is None
+        if KINDS[name] == "network":
+            u, v = HW, HW  # the map lives at the input's resolution
         assert r.linear_map.shape == r.coarse.shape == (N, u, v)
         # max 1, or an all-zero map where the ReLU left nothing
         peaks = (np.asarray(r.coarse).max(axis=(1, 2)) > 0).astype(heat.dtype)

@@ -60,7 +60,7 @@ def explain_one(method, model, x, c, layer):
     ``--layer`` is Grad-CAM's layer; the methods that live at the input ignore it."""
     from ..core import explain
 
-    at = None if method.layer_rule == "input" else layer
+    at = None if method.layer_rule in ("input", "network") else layer
     return explain(model, x, [c], method=method.name, layer=at)
 
 
@@ -69,7 +69,8 @@ def method_arrays(method, model, x, c, layer):
     r = explain_one(method, model, x, c, layer)
     if method.kind == "pixel":
         return {"map": r.pixels[0]}, r.pixels[0]
-    return ({"coarse": r.coarse[0], "heatmap": r.heatmap[0], "alpha": r.weights[0],
+    alpha = {} if r.weights is None else {"alpha": r.weights[0]}  # "network" (FullGrad): none
+    return ({"coarse": r.coarse[0], "heatmap": r.heatmap[0], **alpha,
              "linear_map": r.linear_map[0], "layer": np.array(r.layer)}, r.heatmap[0])
 
 
