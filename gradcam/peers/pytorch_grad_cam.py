@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from minicnn.backend import get_xp
 
+from ..family.fullgrad import full_gradient
 from ..method import MethodOutput
 from .common import channel_minmax, float32_round_trip, masked_scores, softmax, upsample_channels
 
@@ -183,8 +184,6 @@ def full_grad(ctx):
     input term over its three colour channels at once; normalising channel by channel gives
     every channel, however weak, the same range.
     """
-    from ..family.fullgrad import full_gradient
-
     xp = get_xp(ctx.A)
     _, input_term, bias_terms = full_gradient(ctx.model, ctx.A, ctx.target)
     size = tuple(ctx.x.shape[-2:])
