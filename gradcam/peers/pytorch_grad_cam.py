@@ -129,6 +129,10 @@ def first_component(M):
     P_n = X V_1 reshaped (u, v), in float32, with the sign LAPACK returns
 
     Returns (P (N, u, v) in M's dtype after the float32 round trip, V_1 (N, K)).
+
+    NOTE: not ``family.eigen.principal_projection(M, centre=True, sign=None)``: that one runs a
+    stacked reduced SVD, and only the library's own call (one image at a time, full matrices)
+    is sure to get the sign LAPACK gives the library.
     """
     xp = get_xp(M)
     N, K = M.shape[:2]
