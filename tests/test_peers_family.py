@@ -113,8 +113,8 @@ def run_pgc(pgc, cls_name, name, layer=None):
                    targets=[ClassifierOutputTarget(c) for c in target])
 
 
-# NOTE: Ablation-CAM's map on shapes_gap is empty (its linear map is negative everywhere)
 ABLATION_BELOW_ZERO = "_blocks.2"  # a residual block's output, min(A) < 0, 24 channels
+# NOTE: Ablation-CAM's map on shapes_gap is empty (its linear map is negative everywhere)
 PGC_CASES = [(m, n) for m in PGC_METHODS for n in MODELS
              if (m, n) != ("ablationcam", "shapes_gap")]
 
@@ -158,6 +158,26 @@ def test_pytorch_grad_cam_position_maps_exact(pgc, twin_grads, method, cls_name,
     A, dA = twin_grads[name]
     theirs = getattr(pgc, cls_name).get_cam_image(None, None, None, None, A, dA, False)
     assert rel(explain(name, method, None).linear_map, theirs) < RAW_RTOL
+
+
+@pytest.mark.parametrize("shift", [0.0, -2.0])
+def test_pytorch_grad_cam_ablation_values(pgc, shift):
+    """``AblationLayer`` itself: 0 when min(A) == 0 (after a ReLU); otherwise min(A) - 1e7 for
+    the first row and 1e7 less for each next row of the batch (its min includes the rows
+    already ablated), as ``ablation_values`` says."""
+    from pytorch_grad_cam.ablation_layer import AblationLayer
+
+    from gradcam.peers.pytorch_grad_cam import ablation_values
+
+    A = np.maximum(np.random.default_rng(0).standard_normal((1, 5, 3, 3)), 0) + shift
+    layer = AblationLayer()
+    layer.indices = np.arange(5)
+    layer.set_next_batch(0, torch.tensor(A), 5)
+    out = layer(None).numpy()
+    theirs = [float(out[i, i, 0, 0]) for i in range(5)]
+    assert (out[np.arange(5), np.arange(5)] == np.array(theirs)[:, None, None]).all()
+    assert theirs == ablation_values(float(A.min()), 5, A.dtype)
+    assert len(set(theirs)) == (1 if shift == 0 else 5)  # one value per row below zero
 
 
 def test_pytorch_grad_cam_ablation_below_zero(pgc):
