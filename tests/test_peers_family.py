@@ -59,8 +59,8 @@ def rel(a, b):
 
 
 def direction(w):
-    """Each image's weights over their largest magnitude: the paper's Grad-CAM++ weights carry
-    a factor exp(y^c) per image that no map shows, and a control must not count it."""
+    """Each image's weights over their largest magnitude: a positive factor per image changes
+    no map (the paper's Grad-CAM++ w carries exp(y^c)), so a control must not count one."""
     w = np.asarray(w, dtype=np.float64)
     return w / np.abs(w).max(axis=tuple(range(1, w.ndim)), keepdims=True)
 
