@@ -4,4 +4,6 @@ equations. ``gradcam.registry`` lists them after the Grad-CAM paper's own method
 of ``FAMILY``.
 """
 
-FAMILY = ()
+from .scores import METHODS as _scores
+
+FAMILY = () + _scores
