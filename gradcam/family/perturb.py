@@ -124,7 +124,7 @@ def _distinct(masks):
     xp = get_xp(masks)
     J = masks.shape[0]
     zero = to_numpy(~(masks != 0).any(axis=1))
-    w = xp.asarray(_PROBE(masks.shape[1]), dtype=masks.dtype)
+    w = xp.asarray(_probe(masks.shape[1]), dtype=masks.dtype)
     finger = to_numpy(masks @ w).tolist()
     rep, inverse, first_of = [], [-1] * J, {}
     for j in range(J):
@@ -141,14 +141,14 @@ def _distinct(masks):
     return rep, inverse, zero
 
 
-def _PROBE(P, _cache={}):  # noqa: B006 (a deliberate per-size cache of one fixed vector)
+def _probe(P, _cache={}):  # noqa: B006 (a deliberate per-size cache of one fixed vector)
     if P not in _cache:
         _cache[P] = np.random.default_rng(20200413).uniform(0.5, 1.5, P)
     return _cache[P]
 
 
 def masked_scores(forward, x, target, masks, zero_score=None, score="probability",
-                  batch_size=32, counts=None):
+                  batch_size=32):
     """The class score of every masked input, in batches: y[n, j] = f^c(x_n o masks[n, j]).
 
     x_n o M = x_n * M broadcast over the C input channels (the paper's Hadamard product).
@@ -166,7 +166,6 @@ def masked_scores(forward, x, target, masks, zero_score=None, score="probability
     zero_score : (N,) f^c(0) per image, or None (computed here)
     score : "probability" (softmax, the paper's) or "logit"
     batch_size : masked inputs per forward
-    counts : None, or a list to which the number of rows of each forward run is appended
     Returns
     -------
     y : (N, J) in the model's output dtype
@@ -182,16 +181,12 @@ def masked_scores(forward, x, target, masks, zero_score=None, score="probability
     need_zero = zero_score is None and any(z.any() for _, z in parts)
     if need_zero:
         zero_score = input_scores(forward, xp.zeros_like(x), target, score, batch_size)
-        if counts is not None:
-            counts.append(N)
     target = xp.asarray(target)
     ran = []
     for s in range(0, len(jobs), batch_size):
         n_idx = xp.asarray([n for n, _ in jobs[s:s + batch_size]])
         j_idx = xp.asarray([j for _, j in jobs[s:s + batch_size]])
         batch = x[n_idx] * masks[n_idx, j_idx][:, None]
-        if counts is not None:
-            counts.append(int(batch.shape[0]))
         ran.append(class_scores(forward(batch), target[n_idx], score))
     ran = xp.concatenate(ran) if ran else None
     y, start = [], 0
@@ -209,7 +204,7 @@ def masked_scores(forward, x, target, masks, zero_score=None, score="probability
 
 
 def ablated_scores(forward_from, A, target, skips=None, batch_size=32, score="logit",
-                   full=None, counts=None):
+                   full=None):
     """The class score with one channel of A set to zero, for every channel: (N, K).
 
     y^c_k = f^c_{>layer}(A with A^k = 0)      (Desai & Ramaswamy, WACV 2020, Sec. 3)
@@ -227,7 +222,6 @@ def ablated_scores(forward_from, A, target, skips=None, batch_size=32, score="lo
     batch_size : ablated copies per forward
     score : "logit" (the paper's y^c) or "probability"
     full : (N,) the unablated scores y^c, used for all-zero channels (computed if needed)
-    counts : None, or a list to which each forward's number of rows is appended
     Returns
     -------
     y_k : (N, K)
@@ -244,8 +238,6 @@ def ablated_scores(forward_from, A, target, skips=None, batch_size=32, score="lo
         batch = A[n_idx]  # advanced indexing: a copy
         batch[xp.arange(len(k_idx)), k_idx] = 0
         rows = None if skips is None else {b: v[n_idx] for b, v in skips.items()}
-        if counts is not None:
-            counts.append(len(k_idx))
         out[n_idx, k_idx] = class_scores(forward_from(batch, rows), target[n_idx], score)
     if dead.any():
         if full is None:

@@ -22,14 +22,21 @@ SS-CAM, Wang et al. 2020, arXiv:2006.14255v3: Score-CAM with Gaussian noise on t
 
     S^c_k = 1/N sum_{i=1..N} f^c(X o (H^k + delta_ik)) - f^c(X_b),   delta ~ N(0, std^2)
 
+Defaults N = 10, std = 2 (torchcam's SSCAM: 35 samples, std 2.0). The drawn noise, shape
+(num_samples, N, K, H, W), is returned in ``details["noise"]`` (10 x 103 MB for VGG16's 512
+masks at 224 in float32); an explicit ``noise`` array of that shape replaces the draw (then
+``std`` and ``seed`` are not used), so a run can be repeated exactly in another library.
+
 IS-CAM, Naidu et al. 2020, arXiv:2010.03023v1: the masked input scaled from the baseline up to
 X o H^k in N steps (a Riemann sum of the path integral), then averaged:
 
     S^c_k = 1/N sum_{i=1..N} f^c((i/N) X o H^k) - f^c(X_b)
 
 NOTE: this is the path the authors' code takes (ISS_CAM2 in r0cketr1kky/ISS-CAM_resources:
-``new_map = x * 0.1 * i`` for i = 1..10). torchcam 0.5.0 reads the paper's algorithm as
-accumulating the masked inputs (input i scaled by sum_{j<=i} j/N); see docs/crosscheck.md.
+``new_map = x * 0.1 * i`` for i = 1..10), the Riemann sum of an integral from X_b to X o H^k.
+torchcam 0.5.0 reads the paper's algorithm as accumulating the inputs (input i scaled by
+sum_{j<=i} j/N, torchcam/methods/activation.py, ISCAM._get_score_weights); that reading is a
+peer variant, not this entry.
 
 Ablation-CAM, Desai & Ramaswamy, WACV 2020 (no arXiv version; CVF open access,
 "Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free
