@@ -31,11 +31,12 @@ import contextlib
 import io
 import os
 import statistics
+import time
 import warnings
 
 import numpy as np
 
-from common import pytorch_grad_cam, race, table, torch_twin, twin_layer
+from common import PAUSE, pytorch_grad_cam, table, torch_twin, twin_layer
 
 import gradcam
 from gradcam.images import model_input
@@ -128,6 +129,23 @@ def forwards_ours(model, x, method, layer):
     return A.shape[0], 1 + len(np.unique(live, axis=0))
 
 
+def logged_race(fns, repeats, warmup, label):
+    """``common.race`` (alternating, a pause before each call) that prints every time as it is
+    measured: one Score-CAM call at 224 takes minutes on a shared 2-core machine."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    for rep in range(repeats):
+        for k, fn in fns.items():
+            time.sleep(PAUSE)
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+            print(f"  {label} repeat {rep + 1}: {k} {times[k][-1]:.2f} s", flush=True)
+    return times
+
+
 def race_rows(models, methods, repeats, batch_size, warmup):
     out = []
     for name in models:
@@ -137,7 +155,7 @@ def race_rows(models, methods, repeats, batch_size, warmup):
         for method in methods:
             K, ran = forwards_ours(model, x, method, layer)
             fns = contenders(method, model, net, layer, x, target, batch_size)
-            t = race(fns, repeats, warmup=warmup)
+            t = logged_race(fns, repeats, warmup, f"{method} {name}")
             ours = next(iter(fns))
             for peer in list(fns)[1:]:
                 r = [a / b for a, b in zip(t[ours], t[peer])]
