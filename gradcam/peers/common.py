@@ -1,5 +1,5 @@
-"""Steps the two peer libraries share: per-channel min-max, upsampling every channel, scoring
-masked inputs, a channel softmax and the float32 round trips the libraries make.
+"""Steps the two peer libraries share: per-channel min-max with their epsilon, upsampling every
+channel, scoring masked inputs by the logit, and the float32 round trips the libraries make.
 
 Each function is one step of a peer's pipeline, on our arrays (NumPy or CuPy, ``xp``); the
 variants in ``pytorch_grad_cam.py`` and ``torchcam.py`` chain them in the peer's order.
@@ -7,8 +7,7 @@ variants in ``pytorch_grad_cam.py`` and ``torchcam.py`` chain them in the peer's
 
 from __future__ import annotations
 
-from minicnn.backend import get_xp
-
+from ..family.perturb import masked_scores
 from ..resize import resize
 
 
@@ -17,7 +16,8 @@ def channel_minmax(M, eps):
 
     Parameters
     ----------
-    M : (N, K, h, w);  eps : the peer's constant (pytorch-grad-cam 1e-8, torchcam 1e-8)
+    M : (N, K, h, w);  eps : the peer's constant (1e-8 in both libraries' Score-CAM,
+        1e-7 in pytorch-grad-cam's scale_cam_image)
     Returns
     -------
     (N, K, h, w)
@@ -34,37 +34,23 @@ def upsample_channels(M, size, align_corners):
     return out.reshape((N, K) + tuple(out.shape[1:]))
 
 
-def masked_scores(ctx, masks, batch_size, scale=1.0):
-    """y^c of the whole network on the masked inputs, one per image and mask.
+def scores_of(ctx, masks, batch_size):
+    """y^c (the logit) of the whole network on the masked inputs: s[n, k] = f(x_n * M[n, k])_c.
 
-    s[n, k] = f(scale * (x_n * masks[n, k]))_{c_n}
+    ``family.perturb.masked_scores`` with score="logit", on x in the model's dtype.
 
     Parameters
     ----------
     ctx : gradcam.method.Context (its model, x and target classes c)
     masks : (N, K, H, W), broadcast against x_n over the colour axis
-    batch_size : how many masked inputs one forward takes (results do not depend on it)
-    scale : a scalar the masked input is multiplied by (torchcam's IS-CAM coefficient)
+    batch_size : masked inputs per forward (the result does not depend on it)
     Returns
     -------
-    s : (N, K) in the model's dtype
+    s : (N, K)
     """
-    xp = get_xp(masks)
-    N, K = masks.shape[:2]
-    rows = []
-    for n in range(N):
-        c = int(ctx.target[n])
-        for k0 in range(0, K, batch_size):
-            batch = ctx.x[n][None] * masks[n, k0:k0 + batch_size, None]
-            rows.append(ctx.model.forward(scale * batch)[:, c])
-    return xp.concatenate(rows).reshape(N, K)
-
-
-def softmax(s, axis=-1):
-    """exp(s - max) / sum exp(s - max) along ``axis`` (as torch.softmax)."""
-    xp = get_xp(s)
-    e = xp.exp(s - s.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    x = ctx.x.astype(ctx.A.dtype, copy=False)
+    return masked_scores(ctx.model.forward, x, ctx.target, masks, score="logit",
+                         batch_size=batch_size)
 
 
 def float32_round_trip(a):

@@ -29,7 +29,8 @@ from minicnn.backend import get_xp
 
 from ..family.fullgrad import full_gradient
 from ..method import MethodOutput
-from .common import channel_minmax, float32_round_trip, masked_scores, softmax, upsample_channels
+from ..family.scores import softmax_channels
+from .common import channel_minmax, float32_round_trip, scores_of, upsample_channels
 
 NAME = "pytorch-grad-cam"
 SCORE_BATCH = 16  # ScoreCAM's BATCH_SIZE (score_cam.py:42-45); the result does not depend on it
@@ -72,8 +73,8 @@ def score_cam(ctx):
     alpha = softmax_k(s)                  over the channels, in float32; no baseline term
     """
     masks = channel_minmax(upsample_channels(ctx.A, ctx.x.shape[-2:], True), 1e-8)
-    scores = masked_scores(ctx, masks, SCORE_BATCH)
-    alpha = softmax(scores.astype("float32")).astype(ctx.A.dtype)
+    scores = float32_round_trip(scores_of(ctx, masks, SCORE_BATCH))
+    alpha = softmax_channels(scores.astype("float32")).astype(ctx.A.dtype)
     return MethodOutput(weights=alpha, details={"masks": masks, "scores": scores})
 
 

@@ -23,15 +23,14 @@ returns: alpha, (N, K) or (N, K, u, v), or a ``MethodOutput`` with the peer's ow
 
 from __future__ import annotations
 
-import numpy as np
-
 from minicnn.backend import get_xp
 
 from ..engine import capture
 from ..family.plusplus import noisy_copies
+from ..family.scores import draw_noise, softmax_channels
 from ..method import MethodOutput
 from ..targets import class_score
-from .common import channel_minmax, masked_scores, softmax, upsample_channels
+from .common import channel_minmax, scores_of, upsample_channels
 
 NAME = "torchcam"
 BATCH = 32  # ScoreCAM(batch_size=32); the result does not depend on it
@@ -50,20 +49,6 @@ def grad_cam_pp(ctx):
     """
     g = ctx.dA
     return (g * g * get_xp(g).maximum(g, 0)).sum(axis=(2, 3))
-
-
-def noise_of(ctx, shape):
-    """The option ``noise`` (num_samples, *shape) if given, else N(0, std^2) drawn from the
-    option ``seed`` (NumPy's default_rng; torchcam draws with torch's global generator)."""
-    xp = get_xp(ctx.A)
-    n, noise = int(ctx.options["num_samples"]), ctx.options.get("noise")
-    if noise is None:
-        rng = np.random.default_rng(ctx.options.get("seed"))
-        noise = rng.normal(0.0, float(ctx.options["std"]), (n,) + tuple(shape))
-    noise = xp.asarray(noise, dtype=ctx.A.dtype)
-    if tuple(noise.shape) != (n,) + tuple(shape):
-        raise ValueError(f"noise must have shape {(n,) + tuple(shape)}, got {tuple(noise.shape)}")
-    return noise
 
 
 def smooth_grad_cam_pp(ctx):
@@ -129,8 +114,9 @@ def score_cam(ctx):
     alpha = softmax_k(y^c(x * M_k) - y^c(x))      the raw logit; softmax over the channels
     """
     masks = _masks(ctx)
-    scores = masked_scores(ctx, masks, BATCH) - _baseline(ctx)[:, None]
-    return MethodOutput(weights=softmax(scores), details={"masks": masks, "scores": scores})
+    scores = scores_of(ctx, masks, BATCH) - _baseline(ctx)[:, None]
+    return MethodOutput(weights=softmax_channels(scores),
+                        details={"masks": masks, "scores": scores})
 
 
 def ss_cam(ctx):
@@ -141,11 +127,18 @@ def ss_cam(ctx):
     noise : (S, N, K, H, W), added to the upsampled masks, which are not normalised again.
     """
     masks = _masks(ctx)
-    noise = noise_of(ctx, masks.shape)
+    o = ctx.options
+    xp = get_xp(masks)
+    # the paper entry's draw (same seed, same noise), or the caller's noise as given
+    noise = xp.asarray(draw_noise(masks.shape, o["num_samples"], o["std"], o["seed"], masks.dtype)
+                       if o["noise"] is None else o["noise"], dtype=masks.dtype)
+    if tuple(noise.shape[1:]) != tuple(masks.shape):
+        raise ValueError(f"noise must have shape (num_samples, {', '.join(map(str, masks.shape))})"
+                         f", got {tuple(noise.shape)}")
     base = _baseline(ctx)[:, None]
-    total = sum(masked_scores(ctx, masks + eps, BATCH) - base for eps in noise)
+    total = sum(scores_of(ctx, masks + eps, BATCH) - base for eps in noise)
     scores = total / len(noise)
-    return MethodOutput(weights=softmax(scores),
+    return MethodOutput(weights=softmax_channels(scores),
                         details={"masks": masks, "scores": scores, "noise": noise})
 
 
@@ -161,9 +154,11 @@ def is_cam(ctx):
     total, coeff = 0.0, 0.0
     for i in range(S):
         coeff += (i + 1) / S
-        total = total + masked_scores(ctx, masks, BATCH, scale=coeff) - base
+        # NOTE: coeff * (x * M) there, (coeff * M) * x here: equal up to round-off
+        total = total + scores_of(ctx, coeff * masks, BATCH) - base
     scores = total / S
-    return MethodOutput(weights=softmax(scores), details={"masks": masks, "scores": scores})
+    return MethodOutput(weights=softmax_channels(scores),
+                        details={"masks": masks, "scores": scores})
 
 
 VARIANTS = (
