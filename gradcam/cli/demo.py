@@ -3,6 +3,12 @@ shapes model, on generated two-object scenes plus CAM vs Grad-CAM.
 
     gradcam demo [--model efficientnet_lite0] [--image PHOTO] [--out gradcam-out]
     gradcam demo --model shapes_cnn [--seed 0] [--count 2]
+    gradcam demo --gallery [--methods NAME ...] [--option KEY=VALUE ...]   (every method)
+
+``--gallery`` draws every registered method on the photo for the two classes in one figure
+(``gradcam.gallery``), ``gallery_STEM.png``, printing a line per method as it finishes. The
+methods that run one forward per channel (Score-CAM and its kin: 1280 forwards per class at
+EfficientNet-Lite0's head) take most of the time; ``--option batch_size=N`` sets their batch.
 """
 
 from __future__ import annotations
@@ -33,12 +39,22 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
     p.add_argument("--count", type=common.positive_int, default=2,
                    help="number of scenes (default 2)")
+    p.add_argument("--gallery", action="store_true",
+                   help="every registered method on the photo, in one figure")
+    p.add_argument("--methods", nargs="+", metavar="NAME",
+                   help="--gallery: only these methods (default: all registered)")
+    common.add_options(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args):
-    """The photo demo for the ImageNet model or an ``--image``, else the scenes demo."""
+    """The photo demo for the ImageNet model or an ``--image``, else the scenes demo; the
+    gallery of every method with ``--gallery``."""
+    if args.gallery:
+        return run_gallery(args)
+    if args.methods or args.option:
+        raise common.CLIError("--methods and --option go with --gallery")
     if args.image is not None or args.model == PHOTO_MODEL:
         return run_photo(args)
     return run_shapes(args)
@@ -64,9 +80,7 @@ def run_photo(args):
     probs = viz.softmax(common.logits(model, x))[0]
     print(f"{path} ({args.model}, input {x.shape[2]}x{x.shape[3]}): top-5")
     print("\n".join(common.top(probs, model)))
-    names = getattr(model, "class_names", None) or []
-    targets = [t for t in PHOTO_TARGETS if t in names] if args.image is None else None
-    targets = targets if targets and len(targets) == 2 else [int(i) for i in np.argsort(-probs)[:2]]
+    targets = photo_targets(model, probs, args.image is not None)
     panels = viz.explain_figure1(model, x, shown, targets)
     stem = common.safe(os.path.splitext(os.path.basename(path))[0])
     out = os.path.abspath(args.out)
@@ -87,6 +101,48 @@ def run_photo(args):
     common.print_written(written)
     print(f"more: gradcam demo --model shapes_cnn (generated shapes); gradcam explain PHOTO "
           f"--model {args.model} --method all")
+    return 0
+
+
+def photo_targets(model, probs, custom_image):
+    """The two classes of the photo demo: Figure 1's "military uniform" and "Windsor tie" on
+    grace_hopper.jpg where the model knows them, else the top-2."""
+    names = getattr(model, "class_names", None) or []
+    targets = [t for t in PHOTO_TARGETS if t in names] if not custom_image else None
+    return targets if targets and len(targets) == 2 else [int(i) for i in np.argsort(-probs)[:2]]
+
+
+def run_gallery(args):
+    """Every registered method (or ``--methods``) on the photo for two classes, one figure."""
+    import time
+
+    from .. import viz
+    from ..gallery import explain_blocks, gallery_figure
+    from ..images import model_input
+
+    model = common.resolve_model(args.model)
+    chosen = common.chosen(args.methods or "all", model)
+    options = common.options_for(chosen, common.parse_options(args.option))
+    path = args.image or _sample_photo()
+    x, shown = model_input(model, path, common.input_size(model), common.image_mode(model))
+    probs = viz.softmax(common.logits(model, x))[0]
+    targets = photo_targets(model, probs, args.image is not None)
+    print(f"{path} ({args.model}, input {x.shape[2]}x{x.shape[3]}): {len(chosen)} methods x "
+          f"{len(targets)} classes", flush=True)
+    start = time.perf_counter()
+
+    def report(m, r, seconds):
+        label = r.class_names[0] if r.class_names else f"class {int(r.target[0])}"
+        print(common.method_line(m, r, label, seconds), flush=True)
+
+    blocks = explain_blocks(model, x, targets, chosen, None, options, report)
+    stem = common.safe(os.path.splitext(os.path.basename(path))[0])
+    fig = gallery_figure(shown, blocks, title=f"The CAM family on {args.model}, {stem}")
+    written = common.write_all([(os.path.join(os.path.abspath(args.out),
+                                              f"gallery_{stem}.png"),
+                                 lambda p: viz.save_png(fig, p))])
+    print(f"explained {len(chosen)} methods in {time.perf_counter() - start:.1f} s")
+    common.print_written(written)
     return 0
 
 

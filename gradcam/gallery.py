@@ -1,0 +1,108 @@
+"""Every registered method in one picture: the gallery (``gradcam demo --gallery``, and the
+overview ``gradcam explain --method all`` writes).
+
+One block of panels per class: the image (with the class as its title), then each method's map
+over it, titled with the method's title and a short citation ("Grad-CAM++ (Chattopadhay
+2018)"). Maps are drawn by kind: a pixel-space map as a grey signed image
+(``viz.to_uint8_gradient``), every other kind as a coloured overlay of its heatmap.
+
+    blocks = explain_blocks(model, x, targets)              # [(class label, [Panel, ...]), ...]
+    viz.save_png(gallery_figure(image, blocks), "gallery.png")
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from minicnn.backend import to_numpy
+
+from .catalog import layer_for, short_citation
+from .core import explain
+from .registry import methods as registry
+from .viz import as_rgb, overlay, to_uint8_gradient
+
+COLUMNS = 6  # panels per line of the figure
+
+
+class Panel(NamedTuple):
+    """One method's map for one class: the registry entry and the map to draw ((H, W) heatmap,
+    or (C, H, W) for a pixel-space method)."""
+
+    method: Any
+    map: Any
+
+
+def panel_title(method):
+    """'Grad-CAM++\\n(Chattopadhay 2018)': the method's title and short citation."""
+    return f"{method.title}\n({short_citation(method)})"
+
+
+def explain_blocks(model, x, targets, methods=None, layer=None, options=None, report=None):
+    """Run every method for every class on one image: [(class label, [Panel, ...]), ...].
+
+    Parameters
+    ----------
+    model : minicnn.Sequential; x : (1, C, H, W) input
+    targets : classes (ints or names), one block each
+    methods : registry entries (default: every registered method)
+    layer : the CAM methods' layer (None: each method's default; ``catalog.layer_for``)
+    options : {method name: {option: value}} (e.g. a batch size for Score-CAM)
+    report : called as report(method, result, seconds) after each run (progress lines)
+    """
+    methods = list(registry().values()) if methods is None else list(methods)
+    options = options or {}
+    blocks = []
+    for t in targets:
+        panels, label = [], None
+        for m in methods:
+            start = time.perf_counter()
+            r = explain(model, x, [t], method=m.name, layer=layer_for(m, layer),
+                        **options.get(m.name, {}))
+            if report is not None:
+                report(m, r, time.perf_counter() - start)
+            label = r.class_names[0] if r.class_names else f"class {int(r.target[0])}"
+            drawn = r.pixels[0] if m.kind == "pixel" else r.heatmap[0]
+            panels.append(Panel(m, to_numpy(drawn)))
+        blocks.append((label, panels))
+    return blocks
+
+
+def gallery_figure(image, blocks, columns=COLUMNS, title=None, alpha=0.5, cmap="jet",
+                   cell_inches=2.0):
+    """The gallery as a matplotlib Figure: per block, the image then one panel per method,
+    ``columns`` panels a line.
+
+    Parameters
+    ----------
+    image : (H, W, 3) or (H, W), uint8 or float in [0, 1]: drawn under every overlay
+    blocks : [(label, [Panel, ...]), ...] (``explain_blocks``)
+    """
+    img = as_rgb(image)
+    lines = [-(-(1 + len(panels)) // columns) for _, panels in blocks]
+    fig = Figure(figsize=(cell_inches * columns, cell_inches * 1.2 * sum(lines) + 0.4),
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(sum(lines), 1), columns, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    row = 0
+    for (label, panels), n_lines in zip(blocks, lines):
+        cells = [(img, f"{label}\n(image)")]
+        for p in panels:
+            if p.method.kind == "pixel":
+                cells.append((to_uint8_gradient(np.asarray(p.map)), panel_title(p.method)))
+            else:
+                cells.append((overlay(img, np.asarray(p.map), alpha, cmap), panel_title(p.method)))
+        for i, (pic, text) in enumerate(cells):
+            ax = axes[row + i // columns, i % columns]
+            ax.imshow(pic, interpolation="nearest")
+            ax.set_title(text, fontsize=8, fontweight="bold" if i == 0 else "normal")
+        row += n_lines
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
