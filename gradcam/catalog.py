@@ -33,10 +33,18 @@ def authors(method):
 
 def short_citation(method):
     """First author's surname and year, "Chattopadhay 2018"; the authors as cited when the
-    citation names no paper's author (e.g. "pytorch-grad-cam 1.5.7")."""
-    who = re.sub(r"\s+(et al\.?|&.*|and .*)$", "", authors(method)).strip()
-    year = YEAR.search(method.citation)
+    citation names no paper's author (e.g. "pytorch-grad-cam 1.5.7"). The year is the first
+    one before any parenthesis (a remark in parentheses may cite another paper's year)."""
+    who = re.sub(r"\s+(et al\b.*|&.*|and .*)$", "", authors(method)).strip()
+    year = YEAR.search(method.citation.split("(")[0])
     return f"{who} {year.group(0)}" if year and year.group(0) not in who else who
+
+
+def paper(method):
+    """The citation's reference, without its arXiv id, doi or remarks: "Chattopadhay et al.,
+    WACV 2018"."""
+    text = re.split(r",?\s*(?:arXiv:|doi:|\()", method.citation)[0].rstrip(" ,;")
+    return text or method.citation
 
 
 def arxiv_id(method):
@@ -60,10 +68,9 @@ def methods_table(table=None):
     lines = ["| `method=` | method | paper | arXiv | kind | peers |",
              "|---|---|---|---|---|---|"]
     for name, m in table.items():
-        paper = ARXIV.split(m.citation)[0].rstrip(" ,;") or m.citation
         aid = arxiv_id(m)
         link = f"[{aid}](https://arxiv.org/abs/{aid})" if aid else "-"
-        lines.append(f"| `{name}` | {m.title} | {paper} | {link} | "
+        lines.append(f"| `{name}` | {m.title} | {paper(m)} | {link} | "
                      f"{KIND_TEXT.get(m.kind, m.kind)} | {PEER_STATUS} |")
     return "\n".join(lines)
 
