@@ -30,16 +30,35 @@ COLUMNS = 6  # panels per line of the figure
 
 
 class Panel(NamedTuple):
-    """One method's map for one class: the registry entry and the map to draw ((H, W) heatmap,
-    or (C, H, W) for a pixel-space method)."""
+    """One method's map for one class: the registry entry, the map to draw ((H, W) heatmap,
+    or (C, H, W) for a pixel-space method) and the options it ran with that are not its
+    defaults (shown in the panel's title)."""
 
     method: Any
     map: Any
+    options: Any = None
 
 
-def panel_title(method):
-    """'Grad-CAM++\\n(Chattopadhay 2018)': the method's title and short citation."""
-    return f"{method.title}\n({short_citation(method)})"
+def panel_title(method, options=None):
+    """'Grad-CAM++\\n(Chattopadhay 2018)': the method's title and short citation, and a third
+    line with the options that are not the method's defaults ('num_samples=2')."""
+    changed = [f"{k}={_shown(v)}" for k, v in (options or {}).items()
+               if k not in method.options or not _same(method.options[k], v)]
+    extra = "\n" + ", ".join(changed) if changed else ""
+    return f"{method.title}\n({short_citation(method)}){extra}"
+
+
+def _same(a, b):
+    """Whether an option's value is its default (arrays: never assumed so)."""
+    if hasattr(a, "shape") or hasattr(b, "shape"):
+        return False
+    return type(a) is type(b) and a == b
+
+
+def _shown(v):
+    """An option's value in a title: arrays by their shape."""
+    return f"array{tuple(v.shape)}" if hasattr(v, "shape") else repr(v) if isinstance(v, str) \
+        else str(v)
 
 
 def explain_blocks(model, x, targets, methods=None, layer=None, options=None, report=None):
@@ -67,7 +86,7 @@ def explain_blocks(model, x, targets, methods=None, layer=None, options=None, re
                 report(m, r, time.perf_counter() - start)
             label = r.class_names[0] if r.class_names else f"class {int(r.target[0])}"
             drawn = r.pixels[0] if m.kind == "pixel" else r.heatmap[0]
-            panels.append(Panel(m, to_numpy(drawn)))
+            panels.append(Panel(m, to_numpy(drawn), options.get(m.name)))
         blocks.append((label, panels))
     return blocks
 
@@ -95,9 +114,10 @@ def gallery_figure(image, blocks, columns=COLUMNS, title=None, alpha=0.5, cmap="
         cells = [(img, f"{label}\n(image)")]
         for p in panels:
             if p.method.kind == "pixel":
-                cells.append((to_uint8_gradient(np.asarray(p.map)), panel_title(p.method)))
+                pic = to_uint8_gradient(np.asarray(p.map))
             else:
-                cells.append((overlay(img, np.asarray(p.map), alpha, cmap), panel_title(p.method)))
+                pic = overlay(img, np.asarray(p.map), alpha, cmap)
+            cells.append((pic, panel_title(p.method, p.options)))
         for i, (pic, text) in enumerate(cells):
             ax = axes[row + i // columns, i % columns]
             ax.imshow(pic, interpolation="nearest")

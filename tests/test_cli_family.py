@@ -312,3 +312,27 @@ def test_the_readme_methods_table_is_the_registry_s(toys):
            "see docs/crosscheck.md |" in table
     assert "| `toy-network` | Toy Network |" in table and "whole network" in table
     assert catalog.replace_table(readme) != readme  # the control: a new method changes it
+
+
+def test_gallery_caps_samples_of_per_channel_methods_and_says_so(registry):
+    from gradcam.cli.demo import GALLERY_SAMPLES, gallery_options
+    from gradcam.gallery import panel_title
+
+    def weighting(ctx):
+        return grad_cam_weights(ctx.A, ctx.dA)
+
+    per_channel = register(Method("toy-sampled", "Toy Sampled", "Wang et al. 2020", "channel",
+                                  True, "last-spatial", weighting,
+                                  options={"batch_size": 16, "num_samples": 10, "seed": 0}))
+    gradient = register(Method("toy-smooth", "Toy Smooth", "Smilkov et al., 2017", "pixel",
+                               True, "input", weighting, options={"num_samples": 50}))
+    opts = gallery_options([per_channel, gradient], {})
+    assert opts == {"toy-sampled": {"num_samples": GALLERY_SAMPLES}, "toy-smooth": {}}
+    assert gallery_options([per_channel, gradient], {"num_samples": 5}) == {
+        "toy-sampled": {"num_samples": 5}, "toy-smooth": {"num_samples": 5}}
+    assert panel_title(per_channel, opts["toy-sampled"]) == \
+        f"Toy Sampled\n(Wang 2020)\nnum_samples={GALLERY_SAMPLES}"
+    assert panel_title(per_channel, {"num_samples": 10, "batch_size": 16}) == \
+        "Toy Sampled\n(Wang 2020)"  # the defaults are not repeated
+    assert panel_title(gradient, {"noise": np.zeros((2, 3))}) == \
+        "Toy Smooth\n(Smilkov 2017)\nnoise=array(2, 3)"
