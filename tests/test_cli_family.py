@@ -188,9 +188,14 @@ def test_short_citations_and_panel_titles(toys):
 
 
 def test_demo_gallery_draws_every_method_for_two_classes(tmp_path, toys, random_models, capsys):
+    register(Method("toy-batched", "Toy Batched", "Wang et al., CVPR-W 2020", "channel", True,
+                    "last-spatial", lambda ctx: grad_cam_weights(ctx.A, ctx.dA),
+                    options={"batch_size": 4}))
     out = tmp_path / "g"
     assert cli.main(["demo", "--gallery", "--model", "tiny", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
+    note = [ln for ln in printed.splitlines() if "run a forward per channel" in ln]
+    assert len(note) == 1 and "toy-batched" in note[0] and "(K = 4): up to" in note[0]
     assert _files(out) == ["gallery_grace_hopper.png"]
     lines = [ln.split()[0] for ln in printed.splitlines() if ln.startswith("  ")
              and ln.split()[0] in gradcam.methods()]

@@ -132,6 +132,23 @@ def gallery_options(chosen, options):
     return out
 
 
+def per_channel_note(model, chosen, options, n_targets, one_forward):
+    """A line announcing the methods that run a forward per channel (those with a batch_size
+    option), with K at the default layer and an upper estimate of their time from one forward
+    (they may run only the layers above A, as Ablation-CAM does); "" if there are none."""
+    from ..core import last_spatial_layer
+
+    slow = [m for m in chosen if "batch_size" in m.options]
+    if not slow:
+        return ""
+    K = model.shapes[last_spatial_layer(model.shapes, model)][1]
+    runs = sum(K * max(1, int(options[m.name].get("num_samples", m.options.get("num_samples")
+                                                  or 1))) for m in slow) * n_targets
+    return (f"{', '.join(m.name for m in slow)} run a forward per channel (K = {K}): up to "
+            f"{runs} forwards, about {runs * one_forward / 60:.0f} min at {one_forward:.2f} s "
+            f"a forward (--methods leaves them out; --option batch_size=N)")
+
+
 def run_gallery(args):
     """Every registered method (or ``--methods``) on the photo for two classes, one figure."""
     import time
@@ -145,10 +162,15 @@ def run_gallery(args):
     options = gallery_options(chosen, common.parse_options(args.option))
     path = args.image or _sample_photo()
     x, shown = model_input(model, path, common.input_size(model), common.image_mode(model))
+    start = time.perf_counter()
     probs = viz.softmax(common.logits(model, x))[0]
+    one_forward = time.perf_counter() - start
     targets = photo_targets(model, probs, args.image is not None)
     print(f"{path} ({args.model}, input {x.shape[2]}x{x.shape[3]}): {len(chosen)} methods x "
           f"{len(targets)} classes", flush=True)
+    note = per_channel_note(model, chosen, options, len(targets), one_forward)
+    if note:
+        print(note, flush=True)
     start = time.perf_counter()
 
     def report(m, r, seconds):
