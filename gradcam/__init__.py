@@ -14,29 +14,36 @@ is a choice of weights alpha followed by L^c = ReLU(sum_k alpha_k A^k).
     gradcam.cam(model, x)                      # GAP + Linear models only
     gradcam.saliency(model, x, target), gradcam.deconvnet(...), gradcam.guided_backprop(...)
     gradcam.guided_grad_cam(model, x, target, layer)   # (N, C, H, W) = explain(...).pixels
+    gradcam.explain_layers(model, x, method="layercam", layers=("relu3", "relu4"),
+                           fusion="layercam")           # several layers, fused (gradcam.fusion)
 
 Names: ``layer="input"`` is pixel space (A = x); ``layer=None`` is the method's default layer
 (``Method.layer_rule``). L^c is the map after Eq. (2)'s ReLU (``coarse``); the map before
 it is ``linear_map``.
 
-Modules: ``methods`` (the registry: ``Method``, ``Context``, one entry per method), ``core``
+Modules: ``registry`` (the table of methods; ``method`` holds its types ``Method``,
+``Context``, ``MethodOutput``; ``family`` the CAM family beyond the paper; ``peers`` the peer
+libraries' variants), ``core``
 (``explain``, ``grad_cam``, ``cam``, the result type), ``engine`` (``capture``: forward,
 backward, Eq. (2)), ``weights`` (Eq. (1) and variants, the CAM-equivalence derivation),
-``guided`` (pixel-space maps), ``resize`` (bilinear/nearest resizing, normalisation),
+``guided`` (pixel-space maps), ``family`` (the CAM family beyond the Grad-CAM paper),
+``fusion`` (several layers at once), ``resize`` (bilinear/nearest resizing, normalisation),
 ``targets`` (class scores as backward seeds).
 """
 
 from .core import GradCAMResult, cam, explain, grad_cam
 from .engine import (LayerError, cam_head, capture, check_layer, eval_mode, last_spatial_layer,
                      weighted_sum)
+from .fusion import LayersResult, explain_layers
 from .guided import deconvnet, guided_backprop, guided_grad_cam, saliency
 from .registry import Context, Method, OptionError, methods, register
 from .resize import normalize, resize
 from .weights import counterfactual_weights, grad_cam_weights
 
 __all__ = [
-    "Context", "GradCAMResult", "LayerError", "Method", "OptionError", "cam", "cam_head",
-    "capture", "check_layer", "counterfactual_weights", "deconvnet", "eval_mode", "explain",
-    "grad_cam", "grad_cam_weights", "guided_backprop", "guided_grad_cam", "last_spatial_layer",
-    "methods", "normalize", "register", "resize", "saliency", "weighted_sum",
+    "Context", "GradCAMResult", "LayerError", "LayersResult", "Method", "OptionError", "cam",
+    "cam_head", "capture", "check_layer", "counterfactual_weights", "deconvnet", "eval_mode",
+    "explain", "explain_layers", "grad_cam", "grad_cam_weights", "guided_backprop",
+    "guided_grad_cam", "last_spatial_layer", "methods", "normalize", "register", "resize",
+    "saliency", "weighted_sum",
 ]

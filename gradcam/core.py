@@ -29,6 +29,7 @@ from .engine import (INPUT, LayerError, as_batch, cam_head, cam_maps, capture, c
                      weighted_sum)
 from .registry import (Context, MethodOutput, check_variant, get_method, method_layer,
                        method_options)
+from . import smoothing
 from .resize import normalize, resize
 from .targets import class_score, resolve_target
 
@@ -119,7 +120,8 @@ def _checked(method, out, want):
 
 
 # --------------------------------------------------------------------------- explain
-def explain(model, x, target=None, method="gradcam", layer=None, variant=None, **options):
+def explain(model, x, target=None, method="gradcam", layer=None, variant=None, *,
+            eigen_smooth=False, aug_smooth=False, **options):
     """Explain the class score y^c with any registered method (``gradcam.methods()``).
 
     A = layer output, dA = dy^c/dA;  out = Method.weighting(Context(..., A, dA, ...))
@@ -136,6 +138,10 @@ def explain(model, x, target=None, method="gradcam", layer=None, variant=None, *
         (``Method.layer_rule``: the last spatial layer for Grad-CAM, see ``gradcam.engine``)
     variant : None, the paper's formula; or a peer library's formula where it departs from the
         paper ("pytorch-grad-cam", "torchcam": ``gradcam.registry.variants(method)``)
+    eigen_smooth : channel and position methods: the map is the first principal component of
+        alpha * A instead of sum_k alpha_k A^k (pytorch-grad-cam's option; ``gradcam.smoothing``)
+    aug_smooth : channel and position methods: the maps averaged over horizontal flips x
+        intensity factors 0.9, 1, 1.1, each un-flipped (pytorch-grad-cam's option; same module)
     **options : the method's own options (``Method.options``; none for the methods above)
     Returns
     -------
@@ -147,6 +153,12 @@ def explain(model, x, target=None, method="gradcam", layer=None, variant=None, *
     weighting = check_variant(m, variant)
     opts = method_options(m, options)
     x = as_batch(x)
+    if (eigen_smooth or aug_smooth) and m.kind not in ("channel", "position"):
+        raise ValueError(f"eigen_smooth and aug_smooth smooth the maps of channel and position "
+                         f"methods; {m.name!r} is a {m.kind!r} method")
+    if aug_smooth:
+        return smoothing.aug_smooth(lambda xt, c: explain(
+            model, xt, c, method, layer, variant, eigen_smooth=eigen_smooth, **options), x, target)
     where = method_layer(m, model, layer)
     names = model_class_names(model)
     seed_fn = class_score(target, names) if m.needs_grad else None
@@ -175,6 +187,10 @@ def explain(model, x, target=None, method="gradcam", layer=None, variant=None, *
         coarse = get_xp(linear_map).maximum(linear_map, 0)
         return GradCAMResult(*head, None, linear_map, coarse, normalize(coarse), None, details)
     alpha = _checked(m, out.weights, A.shape[:2] if m.kind == "channel" else A.shape)
+    if eigen_smooth:
+        linear_map, sigma = smoothing.eigen_smooth_map(alpha, A)
+        out = out._replace(linear_map=linear_map)
+        details = MappingProxyType({**details, "eigen_smooth_singular_values": sigma})
     if out.linear_map is None:
         linear_map, coarse, heatmap = cam_maps(alpha, A, size)
     else:  # the method forms its own map (e.g. Eigen-CAM after centring)

@@ -9,6 +9,7 @@ What Grad-CAM needs from a model, and where it is:
     y = model.forward(x, keep=("conv3",), stop_at="conv3")   # model.activations["conv3"] is A
     dA = model.backward(dy, stop_at="conv3", need_dw=False)   # dy/dA, nothing below conv3
     y2 = model.forward_from("conv3", A2)                      # the logits for another A
+    model.backward(dy, keep=("bn1",))    # model.output_gradients["bn1"]: dy/d(bn1's output)
 
 (``stop_at`` is optional: the layers up to conv3 then keep no cache, since this backward
 never reaches them.)
@@ -64,6 +65,7 @@ class Sequential(Container):
         super().__init__(layers)
         self.class_names, self.input_size, self.preprocess = class_names, input_size, preprocess
         self.activations, self.shapes, self.residual_inputs = {}, {}, {}
+        self.output_gradients = {}
 
     # ----------------------------------------------------------------- metadata
     @property
@@ -208,7 +210,8 @@ class Sequential(Container):
         return x
 
     # ----------------------------------------------------------------- backward
-    def backward(self, dout, stop_at=None, need_dw=True, relu_rule="standard", need_dx=True):
+    def backward(self, dout, stop_at=None, need_dw=True, relu_rule="standard", need_dx=True,
+                 keep=()):
         """Backpropagate ``dout`` (the gradient at the output, e.g. dL/dlogits).
 
         Parameters
@@ -218,15 +221,22 @@ class Sequential(Container):
         need_dw : compute parameter gradients (False: skip every dw product)
         relu_rule : "standard", "deconvnet" or "guided", for every ReLU/ReLU6 in this call
         need_dx : compute the gradient at the input (False saves the first layer's dx)
+        keep : names of layers whose OUTPUT gradient goes to ``self.output_gradients``
+            (name -> array; FullGrad's bias-gradients), as ``forward``'s keep fills activations
         Returns
         -------
         the gradient at the input (or at ``stop_at``'s output); None if need_dx=False
         """
         if relu_rule not in RELU_RULES:
             raise ValueError(f"unknown relu_rule {relu_rule!r}; use one of {RELU_RULES}")
-        if stop_at is not None and stop_at not in self.layer_names():
-            raise KeyError(f"unknown layer {stop_at!r}; layers are: {', '.join(self.layer_names())}")
-        opts = dict(stop_at=stop_at, need_dw=need_dw, relu_rule=relu_rule)
+        keep = (keep,) if isinstance(keep, str) else tuple(keep)
+        for name in ((stop_at,) if stop_at is not None else ()) + keep:
+            if name not in self.layer_names():
+                raise KeyError(f"unknown layer {name!r}; layers are: "
+                               f"{', '.join(self.layer_names())}")
+        self.output_gradients = {}
+        opts = dict(stop_at=stop_at, need_dw=need_dw, relu_rule=relu_rule, keep=set(keep),
+                    kept=self.output_gradients)
         if need_dw:
             # NOTE: clear every layer first, so layers below ``stop_at`` hold no stale gradients
             # that an optimiser could apply; need_dw=False (explanations) leaves them alone.
@@ -240,6 +250,8 @@ class Sequential(Container):
         for idx in range(len(self.layers) - 1, -1, -1):
             name, layer = self.layers[idx]
             full = prefix + name
+            if full in opts["keep"]:
+                opts["kept"][full] = dout  # dout is the gradient at this layer's output
             if full == opts["stop_at"]:
                 return dout, True
             first = skip_dx and idx == 0

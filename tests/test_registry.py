@@ -28,13 +28,29 @@ PAPERS = {
     "gradcam": "1610.02391v4", "counterfactual": "1610.02391v4", "cam": "1512.04150v1",
     "saliency": "1312.6034v2", "deconvnet": "1311.2901v3", "guided-backprop": "1412.6806v3",
     "guided-gradcam": "1610.02391v4",
+    "gradcam++": "1710.11063v3", "smooth-gradcam++": "1908.01224v1", "xgradcam": "2008.02312v4",
+    "hirescam": "2011.08891v4",
+    # no arXiv version: the journal's DOI, and the peer library's file for a method of no paper
+    "layercam": "doi:10.1109/TIP.2021.3089943",
+    "gradcam-elementwise": "pytorch_grad_cam/grad_cam_elementwise.py",
+    "eigencam": "2008.00299v1", "eigengradcam": "2008.00299v1",
+    "fullgrad": "1905.00780v4", "smoothgrad": "1706.03825v1",
+    "integrated-gradients": "1703.01365v2",
 }
 KINDS = {"gradcam": "channel", "counterfactual": "channel", "cam": "channel",
          "saliency": "pixel", "deconvnet": "pixel", "guided-backprop": "pixel",
-         "guided-gradcam": "pixel"}
+         "guided-gradcam": "pixel",
+         "gradcam++": "channel", "smooth-gradcam++": "channel", "xgradcam": "channel",
+         "hirescam": "position", "gradcam-elementwise": "position", "layercam": "position",
+         "eigencam": "channel", "eigengradcam": "position",
+         "fullgrad": "network", "smoothgrad": "pixel", "integrated-gradients": "pixel"}
 DEFAULT_LAYER = {"gradcam": "relu4", "counterfactual": "relu4", "cam": "relu4",
                  "saliency": "input", "deconvnet": "input", "guided-backprop": "input",
-                 "guided-gradcam": "relu4"}
+                 "guided-gradcam": "relu4",
+                 "gradcam++": "relu4", "smooth-gradcam++": "relu4", "xgradcam": "relu4",
+                 "hirescam": "relu4", "gradcam-elementwise": "relu4", "layercam": "relu4",
+                 "eigencam": "relu4", "eigengradcam": "relu4",
+                 "fullgrad": "input", "smoothgrad": "input", "integrated-gradients": "input"}
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +100,12 @@ def test_registry_lists_the_methods_in_table_order():
 @pytest.mark.parametrize("name", list(KINDS))
 def test_every_entry_cites_its_paper_with_arxiv_id_and_version(name):
     m = gradcam.methods()[name]
-    found = ARXIV.search(m.citation)
-    assert found, f"{name}: no arXiv:NNNN.NNNNNvN in {m.citation!r}"
-    assert found.group(0) == "arXiv:" + PAPERS[name]
+    if not re.fullmatch(r"\d{4}\.\d{4,5}v\d+", PAPERS[name]):  # a DOI or a peer's file
+        assert PAPERS[name] in m.citation and ARXIV.search(m.citation) is None
+    else:
+        found = ARXIV.search(m.citation)
+        assert found, f"{name}: no arXiv:NNNN.NNNNNvN in {m.citation!r}"
+        assert found.group(0) == "arXiv:" + PAPERS[name]
     assert m.title and m.kind == KINDS[name] and m.layer_rule in LAYER_RULES
 
 
@@ -108,13 +127,20 @@ def test_every_method_runs_through_explain(models, x, name, arch):
     r = gradcam.explain(model, x, [0, 3], method=name)
     assert r.method == name and r.layer == DEFAULT_LAYER[name]
     assert r.logits.shape == (N, 4) and r.target.tolist() == [0, 3]
-    assert r.gradients.shape == r.activations.shape
+    if gradcam.methods()[name].needs_grad:
+        assert r.gradients.shape == r.activations.shape
+    else:
+        assert r.gradients is None
     assert r.heatmap.shape == (N, HW, HW)
     heat = np.asarray(r.heatmap)
     assert heat.min() >= 0 and heat.max() <= 1
-    if KINDS[name] == "channel":
+    if KINDS[name] in ("channel", "position", "network"):
         K, u, v = r.activations.shape[1:]
-        assert r.weights.shape == (N, K) and r.pixels is None
+        want = {"channel": (N, K), "position": (N, K, u, v), "network": None}[KINDS[name]]
+        assert (r.weights is None if want is None else r.weights.shape == want)
+        assert r.pixels is None
+        if KINDS[name] == "network":
+            u, v = HW, HW  # the map lives at the input's resolution
         assert r.linear_map.shape == r.coarse.shape == (N, u, v)
         # max 1, or an all-zero map where the ReLU left nothing
         peaks = (np.asarray(r.coarse).max(axis=(1, 2)) > 0).astype(heat.dtype)
@@ -158,9 +184,9 @@ def test_guided_gradcam_is_guided_backprop_times_the_gradcam_heatmap(x):
 
 # --------------------------------------------------------------------------- errors
 def test_unknown_method_lists_the_registered_names(models, x):
-    with pytest.raises(ValueError, match="unknown method 'gradcam\\+\\+'; methods are: gradcam, "
+    with pytest.raises(ValueError, match="unknown method 'gradcam\\+\\+\\+'; methods are: gradcam, "
                                          "counterfactual, cam, saliency"):
-        gradcam.explain(models["shapes_cnn"], x, method="gradcam++")
+        gradcam.explain(models["shapes_cnn"], x, method="gradcam+++")
 
 
 def test_unknown_option_names_the_method_and_what_it_accepts(models, x):

@@ -54,9 +54,10 @@ def maxpool2d_backward(dout, cache):
 
     def block(cs):  # channels are independent: blocks of them run on the worker threads
         d, index = dout[:, cs], cache.argmax[:, cs]
-        if by_rows:  # one row of KH*KW zeros per window, dout at its argmax, rows to pixels
-            rows = xp.zeros(d.shape + (KH * KW,), dtype=d.dtype)
-            xp.put_along_axis(rows, index[..., None].astype(xp.intp), d[..., None], axis=-1)
+        if by_rows:  # one row of KH*KW per window: dout at its argmax, zeros elsewhere
+            # NOTE: a one-hot where(), not put_along_axis, which CuPy has only from 14.0
+            taps = xp.arange(KH * KW, dtype=index.dtype)
+            rows = xp.where(index[..., None] == taps, d[..., None], xp.zeros((), d.dtype))
             dst = disjoint_windows(dxp[:, cs], cache.kernel, out_hw)
             dst[...] = rows.reshape(d.shape + (KH, KW))
             return
