@@ -47,7 +47,7 @@ from minicnn.backend import to_numpy
 from minicnn.data import make_scenes, make_shapes
 
 from .catalog import layer_for
-from .core import cam_head, explain, grad_cam
+from .core import cam_head, eval_mode, explain, grad_cam
 from .metrics import (area_share, box_iou, connected_components, localisation,  # noqa: F401
                       map_correlation, mass_ceiling, mass_inside, object_share, pixel_saliency,
                       pointing_game, weaker_instance, weaker_share)
@@ -81,7 +81,7 @@ def scored(methods=None):
     return {n: m.title for n, m in table.items() if n in methods}
 
 
-def explain_maps(model, x, target, layer=None, methods=None, options=None):
+def explain_maps(model, x, target, layer=None, methods=None, options=None, errors=None):
     """maps {title: (N, H, W) NumPy >= 0} in the registry's order, and logits (N, classes), for
     images ``x`` and classes ``target``.
 
@@ -89,13 +89,24 @@ def explain_maps(model, x, target, layer=None, methods=None, options=None):
     the (N, C, H, W) map for the pixel-space methods
 
     ``methods``: registered names (None: all); ``options``: {name: {option: value}}.
+    ``errors``: None, a method's ValueError propagates; a dict, it is recorded there as
+    {title: message} and the method is skipped, now and in later calls with the same dict.
     """
-    table, options, maps, logits = registry(), options or {}, {}, None
+    table, options, maps = registry(), options or {}, {}
+    with eval_mode(model):  # the logits once, whichever methods run (or fail)
+        logits = to_numpy(model.forward(x))
     for name, title in scored(methods).items():
+        if errors is not None and title in errors:
+            continue
         m = table[name]
-        r = explain(model, x, target, name, layer_for(m, layer), **options.get(name, {}))
+        try:
+            r = explain(model, x, target, name, layer_for(m, layer), **options.get(name, {}))
+        except ValueError as e:  # e.g. Grad-CAM++'s exp(y^c) overflowing float32
+            if errors is None:
+                raise
+            errors[title] = " ".join(str(e).split())
+            continue
         maps[title] = pixel_saliency(r.pixels) if m.kind == "pixel" else to_numpy(r.heatmap)
-        logits = to_numpy(r.logits) if logits is None else logits
     return maps, logits
 
 
@@ -113,7 +124,9 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
     Single images (``make_shapes(n_single, seed)``, target = true label): pointing game and
     localisation (Sec. 4.1). Scenes (``make_scenes(n_scenes, seed)``, both labels explained):
     mass on either object, object shares, correlation of the two classes' maps (class
-    discrimination); the counterfactual should put its mass on the *other* object. Scenes of
+    discrimination); the counterfactual should put its mass on the *other* object. A method
+    that raises a ValueError on this model (e.g. Grad-CAM++'s exp(y^c) overflowing float32) is
+    n/a, its message in ``notes``. Scenes of
     two instances of one class (``make_scenes(n_scenes, seed, same_class=True)``, their class
     explained): the weaker instance's share (``weaker_share``). CAM needs a GAP head.
 
@@ -144,8 +157,10 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
     run = [n for n, t in rows.items() if t not in notes]
     acc = {rows[n]: {k: [] for k in METRICS} for n in run}
 
+    failed = {}  # title -> the ValueError a method raised on this model (n/a, with the note)
+
     def maps_for(x, target):
-        return explain_maps(model, x, target, layer, run, options)
+        return explain_maps(model, x, target, layer, run, options, failed)
 
     single, correct = make_shapes(n_single, seed=seed), []
     tol = ZHANG_TOLERANCE * max(single.masks.shape[1:])  # 15 px at 224 -> 4.3 px at 64
@@ -169,12 +184,14 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
                                       "mass_other": lambda s: mass_inside(s, other),
                                       "share_target": lambda s: object_share(s, own, other),
                                       "share_other": lambda s: object_share(s, other, own)})
-        for m in acc:
+        for m in set(per[0]) & set(per[1]):  # a method that failed has no maps
             acc[m]["similarity"].append(map_correlation(per[0][m], per[1][m]))
         pair = twins.masks[sl]
         _accumulate(acc, maps_for(twins.images[sl], twins.labels[sl, 0])[0],
                     {"weak_share": lambda s: weaker_share(s, pair)})
-    res = {m: {k: float(np.concatenate(v).mean()) for k, v in acc[m].items()} for m in acc}
+    notes.update(failed)
+    res = {m: {k: float(np.concatenate(v).mean()) for k, v in acc[m].items()} for m in acc
+           if m not in failed}
     r = grad_cam(model, scenes.images[:1], int(scenes.labels[0, 0]), layer)  # layer and (u, v)
     u, v = r.coarse.shape[1:]
     return {"model": name, "layer": r.layer, "map_size": (u, v), "tolerance": tol,
@@ -221,5 +238,7 @@ def format_table(results, markdown=True):
             lines = [title] + ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                          for i, (c, w) in enumerate(zip(r, width)))
                                for r in [head] + rows]
+        notes = [f"n/a {m}: {why}" for m, why in res.get("notes", {}).items()]
+        lines += ([""] + [f"- {n}" if markdown else n for n in notes]) if notes else []
         out.append("\n".join(lines))
     return "\n\n".join(out)

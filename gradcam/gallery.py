@@ -12,6 +12,7 @@ over it, titled with the method's title and a short citation ("Grad-CAM++ (Chatt
 
 from __future__ import annotations
 
+import textwrap
 import time
 from typing import Any, NamedTuple
 
@@ -31,12 +32,13 @@ COLUMNS = 6  # panels per line of the figure
 
 class Panel(NamedTuple):
     """One method's map for one class: the registry entry, the map to draw ((H, W) heatmap,
-    or (C, H, W) for a pixel-space method) and the options it ran with that are not its
-    defaults (shown in the panel's title)."""
+    or (C, H, W) for a pixel-space method; None if the method failed, ``note`` says why) and
+    the options it ran with that are not its defaults (shown in the panel's title)."""
 
     method: Any
     map: Any
     options: Any = None
+    note: str = ""  # why there is no map (map None): the method's error on this model
 
 
 def panel_title(method, options=None):
@@ -71,19 +73,27 @@ def explain_blocks(model, x, targets, methods=None, layer=None, options=None, re
     methods : registry entries (default: every registered method)
     layer : the CAM methods' layer (None: each method's default; ``catalog.layer_for``)
     options : {method name: {option: value}} (e.g. a batch size for Score-CAM)
-    report : called as report(method, result, seconds) after each run (progress lines)
+    report : called as report(method, result, seconds) after each run (progress lines); the
+        result is the ValueError where the method cannot explain this model (its panel is
+        then "n/a" with the message)
     """
     methods = list(registry().values()) if methods is None else list(methods)
     options = options or {}
     blocks = []
     for t in targets:
-        panels, label = [], None
+        panels, label = [], str(t)  # the class's name once a method has resolved it
         for m in methods:
             start = time.perf_counter()
-            r = explain(model, x, [t], method=m.name, layer=layer_for(m, layer),
-                        **options.get(m.name, {}))
+            try:
+                r = explain(model, x, [t], method=m.name, layer=layer_for(m, layer),
+                            **options.get(m.name, {}))
+            except ValueError as e:  # e.g. Grad-CAM++'s exp(y^c) overflowing float32
+                r, note = e, " ".join(str(e).split())
             if report is not None:
                 report(m, r, time.perf_counter() - start)
+            if isinstance(r, ValueError):
+                panels.append(Panel(m, None, options.get(m.name), note))
+                continue
             label = r.class_names[0] if r.class_names else f"class {int(r.target[0])}"
             drawn = r.pixels[0] if m.kind == "pixel" else r.heatmap[0]
             panels.append(Panel(m, to_numpy(drawn), options.get(m.name)))
@@ -111,16 +121,23 @@ def gallery_figure(image, blocks, columns=COLUMNS, title=None, alpha=0.5, cmap="
         ax.set_axis_off()
     row = 0
     for (label, panels), n_lines in zip(blocks, lines):
-        cells = [(img, f"{label}\n(image)")]
+        cells = [(img, f"{label}\n(image)", "")]
         for p in panels:
+            if p.map is None:
+                cells.append((None, panel_title(p.method, p.options) + "\nn/a", p.note))
+                continue
             if p.method.kind == "pixel":
                 pic = to_uint8_gradient(np.asarray(p.map))
             else:
                 pic = overlay(img, np.asarray(p.map), alpha, cmap)
-            cells.append((pic, panel_title(p.method, p.options)))
-        for i, (pic, text) in enumerate(cells):
+            cells.append((pic, panel_title(p.method, p.options), ""))
+        for i, (pic, text, note) in enumerate(cells):
             ax = axes[row + i // columns, i % columns]
-            ax.imshow(pic, interpolation="nearest")
+            if pic is None:  # the method failed on this model: its message instead of a map
+                ax.text(0.5, 0.5, textwrap.fill(note[:200], 28), ha="center", va="center",
+                        fontsize=6, transform=ax.transAxes)
+            else:
+                ax.imshow(pic, interpolation="nearest")
             ax.set_title(text, fontsize=8, fontweight="bold" if i == 0 else "normal")
         row += n_lines
     if title:

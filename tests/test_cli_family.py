@@ -341,3 +341,35 @@ def test_gallery_caps_samples_of_per_channel_methods_and_says_so(registry):
         "Toy Sampled\n(Wang 2020)"  # the defaults are not repeated
     assert panel_title(gradient, {"noise": np.zeros((2, 3))}) == \
         "Toy Smooth\n(Smilkov 2017)\nnoise=array(2, 3)"
+
+
+def test_a_method_that_cannot_explain_a_model_is_n_a_among_several(tmp_path, registry,
+                                                                   random_models, capsys):
+    """With --method all (and in the gallery and the evaluation) a method's ValueError on this
+    model makes it "n/a" with its message; alone, it is the usual one-line error."""
+    def refuses(ctx):
+        raise ValueError("exp(y^c) overflows float32 (toy)")
+
+    register(Method("toy-refuses", "Toy Refuses", "Wang et al. 2020", "channel", True,
+                    "last-spatial", refuses))
+    img = _write(tmp_path / "s.png", "RGB")
+    out = tmp_path / "out"
+    assert cli.main(["explain", str(img), "--model", "tiny", "--target", "0", "--method", "all",
+                     "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "  toy-refuses          Toy Refuses (Wang 2020), class 0: n/a: exp(y^c) overflows " \
+           "float32 (toy)" in printed
+    files = _files(out)
+    assert "s_gradcam_class_0.png" in files and "s_all_class_0.png" in files
+    assert not any("toy-refuses" in f for f in files)
+    assert cli.main(["explain", str(img), "--model", "tiny", "--method", "toy-refuses",
+                     "--out", str(tmp_path / "one")]) == 1
+    assert capsys.readouterr().err == "gradcam: error: exp(y^c) overflows float32 (toy)\n"
+    assert cli.main(["demo", "--gallery", "--model", "tiny", "--methods", "gradcam",
+                     "toy-refuses", "--out", str(tmp_path / "g")]) == 0
+    assert "toy-refuses          Toy Refuses (Wang 2020): n/a: exp(y^c)" in capsys.readouterr().out
+    res = E.evaluate(zoo.shapes_gap(seed=0), 2, 2, methods=["gradcam", "toy-refuses"])
+    assert res["methods"]["Toy Refuses"] is None and res["methods"]["Grad-CAM"] is not None
+    assert res["notes"] == {"Toy Refuses": "exp(y^c) overflows float32 (toy)"}
+    assert E.format_table(res).splitlines()[-1] == \
+        "- n/a Toy Refuses: exp(y^c) overflows float32 (toy)"

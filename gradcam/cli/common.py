@@ -191,6 +191,14 @@ def method_line(method, result, label, seconds):
             f"{where}: {seconds:.2f} s")
 
 
+def failed_line(method, label, error):
+    """The line printed when a method of several could not explain one class (skipped)."""
+    from ..catalog import short_citation
+
+    return (f"  {method.name:<20} {method.title} ({short_citation(method)}), {label}: "
+            f"n/a: {one_line(error)}")
+
+
 def safe(text):
     """A class name as a file-name part: letters, digits, '-', '.', '_' only."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"

@@ -174,6 +174,9 @@ def run_gallery(args):
     start = time.perf_counter()
 
     def report(m, r, seconds):
+        if isinstance(r, ValueError):  # the gallery draws the others, and says n/a here
+            print(common.failed_line(m, "", r).replace(", : ", ": "), flush=True)
+            return
         label = r.class_names[0] if r.class_names else f"class {int(r.target[0])}"
         print(common.method_line(m, r, label, seconds), flush=True)
 

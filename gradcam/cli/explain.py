@@ -12,7 +12,9 @@ Files: ``STEM_METHOD_CLASS.png`` and ``.npz`` per image, method and class, and w
 raw maps (for a CAM-family method: coarse, heatmap, linear_map, layer and, where it has
 weights, alpha; for a pixel-space method: map; with ``--details`` the method's other
 intermediates as detail_NAME), the logits, the target, the method, the model input x and the
-overlay's blend_alpha. One line per method is printed as it finishes (with its time).
+overlay's blend_alpha. One line per method is printed as it finishes (with its time). With
+``--method all`` a method that cannot explain this model (a ValueError, e.g. Grad-CAM++'s
+exp(y^c) overflowing float32) is reported on its line, as "n/a" in the overview, and skipped.
 ``--option KEY=VALUE`` (repeatable) passes a method's options (``Method.options``).
 """
 
@@ -159,7 +161,14 @@ def run(args):
             panels = []
             for m in methods:
                 start = time.perf_counter()
-                r = explain_one(m, model, x, c, args.layer, options[m.name], args.variant)
+                try:
+                    r = explain_one(m, model, x, c, args.layer, options[m.name], args.variant)
+                except ValueError as e:  # --method all: the others still run (one: an error)
+                    if len(methods) == 1:
+                        raise
+                    print(common.failed_line(m, common.class_label(model, c), e), flush=True)
+                    panels.append(Panel(m, None, note=common.one_line(e)))
+                    continue
                 arrays, drawn = method_arrays(m, r, args.details)
                 print(common.method_line(m, r, common.class_label(model, c),
                                          time.perf_counter() - start), flush=True)
