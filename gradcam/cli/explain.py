@@ -38,9 +38,12 @@ def add_parser(subparsers):
     common.add_model(p)
     p.add_argument("--target", action="append", metavar="CLASS",
                    help="class name or index; repeatable or comma list (default: top-1)")
-    p.add_argument("--layer", help="layer for Grad-CAM (default: last spatial layer)")
+    p.add_argument("--layer", help="layer of the CAM methods (default: each method's own, for "
+                   "Grad-CAM the last spatial layer); the pixel-space and whole-network "
+                   "methods ignore it")
     p.add_argument("--method", default="gradcam", choices=[*common.methods(), "all"],
-                   help="a registered method or all (default: gradcam)")
+                   metavar="NAME", help=f"a registered method, or all (default: gradcam): "
+                   f"{', '.join(common.methods())}")
     common.add_options(p)
     p.add_argument("--variant", help="a peer library's formula instead of the paper's "
                    "(gradcam.registry.variants(METHOD)); one --method only")
