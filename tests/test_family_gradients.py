@@ -12,7 +12,8 @@ Linear's row for class c, F_k = mean_ij A^k_ij). There dy^c/dA^k_ij = w_k / Z at
   HiResCAM's does (Grad-CAM's does not on a dense head: the control).
 - Grad-CAM++ (Eq. (19)): with g = w_k / Z and sum_ab A^k_ab = Z F_k,
   alpha_ij = g^2 / (2 g^2 + Z F_k g^3) = 1 / (2 + w_k F_k) at every position (g != 0), and
-  w_k^c = exp(y^c) sum_ij alpha relu(g) = exp(y^c) relu(w_k) / (2 + w_k F_k)   (Eq. (5)).
+  w_k^c = exp(y^c) sum_ij alpha relu(g) = exp(y^c) relu(w_k) / (2 + w_k F_k)   (Eq. (5));
+  ``weights`` leave out exp(y^c) (``details["log_scale"]`` = y^c): ``paper_weights`` puts it back.
 - LayerCAM = HiResCAM when every gradient is positive (a class whose row w is positive); a class
   with mixed signs differs (the control).
 - At a ReLU layer (A >= 0): LayerCAM's map = the element-wise map (relu(g) a = relu(g a));
@@ -107,13 +108,11 @@ def test_gradcam_pp_reduces_to_a_closed_form_on_a_gap_head(gap):
     w, _, F, Z = head(model, r)
     y = r.logits[np.arange(2), r.target]
     expected = np.exp(y)[:, None] * np.maximum(w, 0) / (2 + w * F)
-    assert rel_err(r.weights, expected) < TOL
+    assert rel_err(paper_weights(r), expected) < TOL
+    assert rel_err(r.weights, np.maximum(w, 0) / (2 + w * F)) < TOL  # without exp(y^c)
     alpha = np.broadcast_to((1 / (2 + w * F))[:, :, None, None], r.activations.shape)
     assert rel_err(r.details["alpha_ij"], alpha) < TOL
-    assert rel_err(r.details["exp_score"], np.exp(y)) < TOL
-    # the heatmap is that of the bare-logit weights: exp(y^c) is one positive factor per image
-    bare = gradcam_pp_weights(r.activations, r.gradients)
-    np.testing.assert_allclose(r.weights, np.exp(y)[:, None] * bare, rtol=1e-12)
+    np.testing.assert_array_equal(r.details["log_scale"], y)
     # control: Grad-CAM's uniform alpha = 1/Z gives relu(w)/Z instead, not the closed form
     assert rel_err(np.exp(y)[:, None] * np.maximum(w, 0) / Z, expected) > CONTROL
 
@@ -158,6 +157,11 @@ def test_elementwise_against_layercam_and_hirescam_position_by_position(dense):
                    gradcam.weighted_sum(elementwise_weights(A, dA), A)) > CONTROL
 
 
+def paper_weights(r):
+    """Grad-CAM++'s w_k^c of Eq. (5), with the factor exp(y^c) the result leaves out."""
+    return np.exp(r.details["log_scale"])[:, None] * r.weights
+
+
 # --------------------------------------------------------------------------- plain loops
 def pp_loop(A, dA, y):
     """Eqs. (19) and (5), one scalar at a time; 0 where the denominator is 0."""
@@ -184,7 +188,7 @@ def test_gradcam_pp_weights_against_a_plain_loop():
     y = np.array([0.7, -1.3])
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
-        w = gradcam_pp_weights(A, dA, y)
+        w = np.exp(y)[:, None] * gradcam_pp_weights(A, dA)  # the paper's w, Eq. (5)
         alpha = gradcam_pp_alpha(A, dA ** 2, dA ** 3)
     assert rel_err(w, pp_loop(A, dA, y)) < TOL
     assert (w[0, 1] == 0) and alpha[1, 2, 0, 0] == 0 and np.isfinite(alpha).all()
@@ -210,14 +214,19 @@ def test_xgradcam_weights_against_a_plain_loop():
     assert rel_err(dA.mean(axis=(2, 3)), loop) > CONTROL  # control: Grad-CAM's weights
 
 
-def test_gradcam_pp_refuses_an_overflowing_exp_score():
-    model = zoo.shapes_gap(seed=2)  # float32: exp overflows beyond y = 88.7
+def test_gradcam_pp_works_where_exp_of_the_logit_overflows_float32():
+    """Logits above 88.7 (exp overflows float32): the weights leave exp(y^c) out, so float32
+    gives float64's map; the factor itself would have been inf (the control)."""
+    model = zoo.shapes_gap(seed=2)
     model["fc"].params["bias"] = model["fc"].params["bias"] + 200
     x = np.random.default_rng(1).uniform(0, 1, (1, 3, 32, 32)).astype("float32")
-    with pytest.raises(ValueError, match=r"exp\(y\^c\) overflows float32"):
-        gradcam.explain(model, x, method="gradcam++")
-    r = gradcam.explain(model.astype("float64"), x.astype("float64"), method="gradcam++")
-    assert np.isfinite(r.weights).all() and r.heatmap.max() == 1
+    r32 = gradcam.explain(model, x, method="gradcam++")
+    r64 = gradcam.explain(model.astype("float64"), x.astype("float64"), method="gradcam++")
+    assert r32.details["log_scale"][0] > 88.8
+    assert np.isfinite(r32.weights).all() and r32.heatmap.max() == 1
+    np.testing.assert_allclose(r32.heatmap, r64.heatmap, atol=1e-4)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.exp(r32.details["log_scale"]))  # the paper's factor, in float32
 
 
 # --------------------------------------------------------------------------- Smooth Grad-CAM++
@@ -229,9 +238,10 @@ def test_smooth_gradcam_pp_with_one_zero_noise_sample_is_gradcam_pp(gap):
     assert rel_err(s.weights, p.weights) < 1e-12
     assert rel_err(s.linear_map, p.linear_map) < 1e-12
     np.testing.assert_array_equal(s.details["noise"], zero)
-    # control: with noise the weights move
+    # control: with noise the paper's weights move (on this GAP head dA = w/Z whatever the
+    # input, so only the factor exp(y^c) of the noisy copy, the log_scale, can tell)
     n = gradcam.explain(model, x, c, "smooth-gradcam++", num_samples=1, std=0.3)
-    assert rel_err(n.weights, p.weights) > CONTROL
+    assert rel_err(paper_weights(n), paper_weights(p)) > CONTROL
 
 
 def test_smooth_gradcam_pp_is_reproducible_and_records_its_noise(gap):
@@ -267,7 +277,7 @@ def test_smooth_gradcam_pp_against_a_hand_average_over_copies(dense):
         alpha = np.where(2 * D2 + S * D3 != 0, D2 / (2 * D2 + S * D3), 0)
         alpha_u = np.where(2 * D2u + S * D3u != 0, D2u / (2 * D2u + S * D3u), 0)
     w = (alpha * np.maximum(D1, 0)).sum(axis=(2, 3))
-    assert rel_err(s.weights, w) < TOL
+    assert rel_err(paper_weights(s), w) < TOL
     assert rel_err(s.details["alpha_ij"], alpha) < TOL
     # control: torchcam's unweighted averages of dA^2, dA^3 (no exp(y_m)) give other weights
     assert rel_err((alpha_u * np.maximum(D1, 0)).sum(axis=(2, 3)), w) > 1e-6

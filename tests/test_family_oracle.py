@@ -109,11 +109,13 @@ def net(request):
 def test_gradcam_pp_against_the_paper_with_autograd_derivatives(net):
     model, params, x, c, A, y, dA = net
     r = gradcam.explain(model, x, c, "gradcam++", "relu2")
-    assert rel_err(r.weights, pp_closed_form(A, dA, y)) < TOL
-    assert rel_err(r.weights, pp_from_derivatives(params, A, c)) < TOL
+    w = np.exp(r.details["log_scale"])[:, None] * r.weights  # the paper's w (Eq. (5))
+    assert rel_err(r.details["log_scale"], y) < TOL
+    assert rel_err(w, pp_closed_form(A, dA, y)) < TOL
+    assert rel_err(w, pp_from_derivatives(params, A, c)) < TOL
     # control: class c + 1's gradient
     _, y2, dA2 = oracle_run(params, x, (c + 1) % 4)
-    assert rel_err(pp_closed_form(A, dA2, y2), r.weights) > CONTROL
+    assert rel_err(pp_closed_form(A, dA2, y2), w) > CONTROL
 
 
 @pytest.mark.parametrize("method", ["xgradcam", "hirescam", "gradcam-elementwise", "layercam"])
@@ -153,7 +155,7 @@ def test_smooth_gradcam_pp_against_the_oracle(net):
     den = 2 * D2 + S * D3
     alpha = np.divide(D2, den, out=np.zeros_like(D2), where=den != 0)
     w = (alpha * np.maximum(D1, 0)).sum(axis=(2, 3))
-    assert rel_err(r.weights, w) < TOL
+    assert rel_err(np.exp(r.details["log_scale"])[:, None] * r.weights, w) < TOL
     np.testing.assert_allclose(r.details["sample_scores"], np.stack([y_m for _, y_m, _ in runs]),
                                rtol=1e-12)
     assert rel_err(pp_closed_form(A, dA, y), w) > CONTROL  # control: the clean Grad-CAM++

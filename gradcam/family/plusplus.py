@@ -18,13 +18,20 @@ that a single backward gives:
     dY/dA = exp(S^c) dA, d2Y/dA^2 = exp(S^c) dA^2, d3Y/dA^3 = exp(S^c) dA^3   Eqs. (13), (17), (18)
     alpha^kc_ij = dA_ij^2 / (2 dA_ij^2 + (sum_ab A^k_ab) dA_ij^3)                     Eq. (19)
 
-The factor exp(S^c) cancels in alpha (Eq. (19)) but NOT in Eq. (5): the weights here are those
-of the paper's exponential score, w_k^c = exp(y^c) sum_ij alpha^kc_ij relu(dy^c/dA^k_ij), as the
-authors' code also computes them (adityac94/Grad_CAM_plus_plus, misc/utils.py,
-``first_derivative = tf.exp(cost)[0][label_index]*target_conv_layer_grad``). exp(y^c) > 0 is one
-number per image, so the heatmap is that of the bare-logit weights; ``linear_map`` and
-``coarse`` are exp(y^c) times larger. NOTE: that code also divides each channel's alphas by
-their sum, a step the paper does not have and that is not taken here.
+The factor exp(S^c) cancels in alpha (Eq. (19)) but not in Eq. (5): the paper's weights are
+exp(y^c) sum_ij alpha^kc_ij relu(dy^c/dA^k_ij), as the authors' code also computes them
+(adityac94/Grad_CAM_plus_plus, misc/utils.py, ``first_derivative =
+tf.exp(cost)[0][label_index]*target_conv_layer_grad``). exp(y^c) > 0 is one number per image, so
+it changes neither alpha, nor the sign pattern of Eq. (20), nor the normalised heatmap. NOTE: the
+weights returned here leave it out,
+
+    weights = w_k^c / exp(y^c) = sum_ij alpha^kc_ij relu(dy^c/dA^k_ij)
+
+because exp(y^c) overflows float32 for a logit above 88.7 (ImageNet logits can be that large)
+and would make ``linear_map`` and ``coarse`` exp(y^c) times larger than every other method's
+for no visible gain. ``details["log_scale"]`` holds y^c, the log of the factor left out: the
+paper's w is ``exp(details["log_scale"])[:, None] * weights``. The authors' code also divides
+each channel's alphas by their sum, a step the paper does not have and that is not taken here.
 
 Division by zero: alpha is 0 wherever its denominator is exactly 0. That covers 0/0 (dA_ij = 0:
 no gradient, no coefficient), and the measure-zero case dA_ij != 0 with dA_ij sum_ab A^k_ab = -2
@@ -37,6 +44,9 @@ Grad-CAM++ formulas:
 
     D^p = 1/n sum_m d^pY/dA^p (x + eps_m) = 1/n sum_m exp(y_m^c) (dA_m)^p      p = 1, 2, 3
     alpha^kc_ij = D^2 / (2 D^2 + sum_ab A^k_ab D^3)      w_k^c = sum_ij alpha^kc_ij relu(D^1)
+
+(the weights returned leave out the common factor exp(y_ref), y_ref = max_m y_m^c, for the
+reason above; ``details["log_scale"]`` holds y_ref)
 
 with A the activations of the clean input x (the map is x's: L^c = relu(sum_k w_k^c A^k)).
 NOTE: the averaged derivatives are those of Y^c = exp(S^c), as in Grad-CAM++; so each copy
@@ -103,36 +113,23 @@ def gradcam_pp_alpha(A, D2, D3):
     return _divide(D2, 2 * D2 + S * D3)
 
 
-def _exp_score(y, dtype):
-    """exp(y^c) (N,) computed in float64 and cast to ``dtype``; ValueError if it overflows."""
-    xp = get_xp(y)
-    if bool((y > np.log(np.finfo(dtype).max)).any()):  # checked before exp: no overflow warning
-        raise ValueError(f"exp(y^c) overflows {np.dtype(dtype).name} for the scores "
-                         f"{y.tolist()}: Grad-CAM++'s weights carry the paper's factor exp(y^c) "
-                         f"(Eq. (13)); run the model in float64 for logits this large")
-    return xp.exp(y.astype("float64")).astype(dtype)
+def gradcam_pp_weights(A, dA):
+    """Grad-CAM++ weights (Eqs. (19) and (5)), without the per-image factor exp(y^c).
 
-
-def gradcam_pp_weights(A, dA, y=None):
-    """Grad-CAM++ weights under the exponential score (Eqs. (19) and (5)).
-
-    w[n, k] = exp(y[n]) sum_ij alpha[n, k, i, j] relu(dA[n, k, i, j])
+    w[n, k] = sum_ij alpha[n, k, i, j] relu(dA[n, k, i, j])     (the paper's w / exp(y^c))
     alpha = dA^2 / (2 dA^2 + (sum_ab A^k_ab) dA^3)                    (0 where the denominator is 0)
 
     Parameters
     ----------
     A : (N, K, U, V) activations
     dA : (N, K, U, V) dy^c/dA, the gradient of the logit y^c (not of exp(y^c))
-    y : (N,) the logits y^c, for the paper's factor exp(y^c) of dY/dA (Eq. (13)); None leaves it
-        out (weights exp(y^c) times smaller, the same heatmap: the peers' convention)
     Returns
     -------
     w : (N, K)
     """
     xp = get_xp(A)
     alpha = gradcam_pp_alpha(A, dA * dA, dA * dA * dA)
-    w = (alpha * xp.maximum(dA, 0)).sum(axis=(2, 3))
-    return w if y is None else w * _exp_score(y, w.dtype)[:, None]
+    return (alpha * xp.maximum(dA, 0)).sum(axis=(2, 3))
 
 
 def _scores(logits, target):
@@ -142,11 +139,11 @@ def _scores(logits, target):
 
 
 def _gradcam_pp(ctx):
-    """Eqs. (19), (5): alpha^kc_ij and w_k^c = exp(y^c) sum_ij alpha relu(dy^c/dA)."""
-    y = _scores(ctx.logits, ctx.target)
+    """Eqs. (19), (5): alpha^kc_ij and w_k^c / exp(y^c) = sum_ij alpha relu(dy^c/dA)."""
     alpha = gradcam_pp_alpha(ctx.A, ctx.dA * ctx.dA, ctx.dA * ctx.dA * ctx.dA)
-    w = gradcam_pp_weights(ctx.A, ctx.dA, y)
-    return MethodOutput(weights=w, details={"alpha_ij": alpha, "exp_score": _exp_score(y, w.dtype)})
+    w = gradcam_pp_weights(ctx.A, ctx.dA)
+    return MethodOutput(weights=w, details={"alpha_ij": alpha,
+                                            "log_scale": _scores(ctx.logits, ctx.target)})
 
 
 # --------------------------------------------------------------------------- Smooth Grad-CAM++
@@ -219,8 +216,9 @@ def _smooth_gradcam_pp(ctx):
     ys, grads = xp.stack(ys), xp.stack(grads)
     D1, D2, D3, y_ref = smooth_moments(ys, grads)
     alpha = gradcam_pp_alpha(ctx.A, D2, D3)
-    w = (alpha * xp.maximum(D1, 0)).sum(axis=(2, 3)) * _exp_score(y_ref, ctx.A.dtype)[:, None]
-    return MethodOutput(weights=w, details={"noise": eps, "alpha_ij": alpha, "sample_scores": ys})
+    w = (alpha * xp.maximum(D1, 0)).sum(axis=(2, 3))  # the paper's w / exp(y_ref)
+    return MethodOutput(weights=w, details={"noise": eps, "alpha_ij": alpha, "sample_scores": ys,
+                                            "log_scale": y_ref})
 
 
 METHODS = (
