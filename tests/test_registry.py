@@ -36,12 +36,15 @@ PAPERS = {
     "eigencam": "2008.00299v1", "eigengradcam": "2008.00299v1",
     "fullgrad": "1905.00780v4", "smoothgrad": "1706.03825v1",
     "integrated-gradients": "1703.01365v2",
+    "scorecam": "1910.01279v2", "sscam": "2006.14255v3", "iscam": "2010.03023v1",
+    "ablationcam": None,  # WACV 2020 only: no arXiv version (the citation says so)
 }
 KINDS = {"gradcam": "channel", "counterfactual": "channel", "cam": "channel",
          "saliency": "pixel", "deconvnet": "pixel", "guided-backprop": "pixel",
          "guided-gradcam": "pixel",
          "gradcam++": "channel", "smooth-gradcam++": "channel", "xgradcam": "channel",
          "hirescam": "position", "gradcam-elementwise": "position", "layercam": "position",
+         "scorecam": "channel", "sscam": "channel", "iscam": "channel", "ablationcam": "channel",
          "eigencam": "channel", "eigengradcam": "position",
          "fullgrad": "network", "smoothgrad": "pixel", "integrated-gradients": "pixel"}
 DEFAULT_LAYER = {"gradcam": "relu4", "counterfactual": "relu4", "cam": "relu4",
@@ -50,7 +53,8 @@ DEFAULT_LAYER = {"gradcam": "relu4", "counterfactual": "relu4", "cam": "relu4",
                  "gradcam++": "relu4", "smooth-gradcam++": "relu4", "xgradcam": "relu4",
                  "hirescam": "relu4", "gradcam-elementwise": "relu4", "layercam": "relu4",
                  "eigencam": "relu4", "eigengradcam": "relu4",
-                 "fullgrad": "input", "smoothgrad": "input", "integrated-gradients": "input"}
+                 "fullgrad": "input", "smoothgrad": "input", "integrated-gradients": "input",
+                 "scorecam": "relu4", "sscam": "relu4", "iscam": "relu4", "ablationcam": "relu4"}
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +104,12 @@ def test_registry_lists_the_methods_in_table_order():
 @pytest.mark.parametrize("name", list(KINDS))
 def test_every_entry_cites_its_paper_with_arxiv_id_and_version(name):
     m = gradcam.methods()[name]
-    if not re.fullmatch(r"\d{4}\.\d{4,5}v\d+", PAPERS[name]):  # a DOI or a peer's file
-        assert PAPERS[name] in m.citation and ARXIV.search(m.citation) is None
+    found = ARXIV.search(m.citation)
+    if PAPERS[name] is None:  # a paper without an arXiv version must say so
+        assert found is None and "no arXiv version" in m.citation
+    elif not re.fullmatch(r"\d{4}\.\d{4,5}v\d+", PAPERS[name]):  # a DOI or a peer's file
+        assert PAPERS[name] in m.citation and found is None
     else:
-        found = ARXIV.search(m.citation)
         assert found, f"{name}: no arXiv:NNNN.NNNNNvN in {m.citation!r}"
         assert found.group(0) == "arXiv:" + PAPERS[name]
     assert m.title and m.kind == KINDS[name] and m.layer_rule in LAYER_RULES

@@ -6,6 +6,7 @@ of ``FAMILY``.
     plusplus      gradcam++, smooth-gradcam++       (gradcam_pp_alpha, gradcam_pp_weights, ...)
     elementwise   xgradcam, hirescam, gradcam-elementwise, layercam
                   (xgradcam_weights, hirescam_weights, elementwise_weights, layercam_weights)
+    scores        scorecam, sscam, iscam, ablationcam (gradcam.family.perturb: masks, batched scores)
     eigen         eigencam, eigengradcam            (principal_projection, eigen_cam_weights, ...)
     fullgrad      fullgrad                          (full_gradient, layer_bias, fullgrad_psi)
     paths         smoothgrad, integrated-gradients  (smooth_grad, integrated_gradients, path_rule)
@@ -16,5 +17,6 @@ from .elementwise import METHODS as _elementwise
 from .fullgrad import METHODS as _fullgrad
 from .paths import METHODS as _paths
 from .plusplus import METHODS as _plusplus
+from .scores import METHODS as _scores
 
-FAMILY = _plusplus + _elementwise + _eigen + _fullgrad + _paths
+FAMILY = _plusplus + _elementwise + _scores + _eigen + _fullgrad + _paths
