@@ -145,7 +145,7 @@ def test_unknown_options_are_one_line_errors_and_write_nothing(tmp_path, toys, r
                                                                capsys):
     img = _write(tmp_path / "s.png", "RGB")
     out = tmp_path / "out"
-    base = ["explain", str(img), "--model", "shapes_cnn", "--out", str(out)]
+    base = ["explain", str(img), "--model", "tiny", "--out", str(out)]
     cases = {("--method", "toy-scaled", "--option", "nope=1"):
              "method 'toy-scaled' got unknown option(s) 'nope'; it accepts: scale, flip",
              ("--method", "gradcam", "--option", "scale=2"):
