@@ -8,7 +8,8 @@ Grad-CAM (Selvaraju et al., arXiv:1610.02391v4, Sec. 4) need as ground truth.
 
 - ``make_shapes``: one object per image, for training and classification tests.
 - ``make_scenes``: two objects of different classes per image, for class-discrimination tests
-  (does the map for class A land on object A and not on object B?).
+  (does the map for class A land on object A and not on object B?); with ``same_class=True``
+  two objects of one class (does the map find both instances?).
 
 Everything is vectorised over a chunk of images on coordinate grids; only ``np.random.default_rng``
 is used, so a seed gives bit-identical arrays on every run.
@@ -86,8 +87,9 @@ def make_shapes(n, seed=0, size=64, dtype="float32"):
                       _boxes(masks), CLASSES)
 
 
-def make_scenes(n, seed=0, size=64, dtype="float32"):
-    """Generate ``n`` images with two objects of two different classes that do not touch.
+def make_scenes(n, seed=0, size=64, dtype="float32", same_class=False):
+    """Generate ``n`` images with two objects of two different classes that do not touch (with
+    ``same_class``: two instances of one class, Grad-CAM++'s multiple-instance case).
 
     The objects (roughly 12-22 pixels across at ``size=64``) are separated by a gap of at least
     ``max(2, 3 * size / 64)`` pixels, so their masks are disjoint.
@@ -98,6 +100,11 @@ def make_scenes(n, seed=0, size=64, dtype="float32"):
     seed : anything ``np.random.default_rng`` accepts; the same seed gives identical arrays
     size : image height and width H = W, >= 16
     dtype : "float32" (default) or "float64"
+    same_class : False (default): labels[:, 1] != labels[:, 0]. True: the second object is of
+        the first's class, labels[:, 1] == labels[:, 0]: Grad-CAM++'s "occurrences of multiple
+        objects of a class in a single image" (Chattopadhay et al., WACV 2018, arXiv:1710.11063,
+        abstract). The random draws are the same either way, so one seed gives the same layout,
+        sizes, colours and background, and only the second object's shape differs
     Returns
     -------
     SceneData with images (n, 3, size, size), labels (n, 2), masks (n, 2, size, size),
@@ -108,7 +115,8 @@ def make_scenes(n, seed=0, size=64, dtype="float32"):
     k = len(CLASSES)
     first = rng.integers(0, k, n)
     # adding 1..k-1 modulo k gives a different class, uniform over the ordered pairs
-    labels = np.stack([first, (first + rng.integers(1, k, n)) % k], axis=1)
+    second = (first + rng.integers(1, k, n)) % k  # drawn either way: same stream for same_class
+    labels = np.stack([first, first if same_class else second], axis=1)
     r = rng.uniform(*_radius_range(size, 6.0, 11.0), (n, 2))
     cx, cy, r = _place_pair(rng, r, size, gap=max(2.0, 3.0 * size / 64))
     images, masks = _render(rng, labels, cx, cy, r, size)

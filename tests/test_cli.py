@@ -227,9 +227,11 @@ def test_explain_all_methods_targets_and_npz(tmp_path, random_models, capsys):
                    "--target", "circle", "--method", "all", "--out", str(out)])
     assert rc == 0
     names = _files(out)
-    assert len(names) == 2 * len(common.methods()) * 2  # classes x methods x (png, npz)
+    # classes x (methods x (png, npz) + the overview of every method)
+    assert len(names) == 2 * (len(common.methods()) * 2 + 1)
     for m in common.methods():
         assert f"s_{m}_circle.png" in names and f"s_{m}_triangle.npz" in names
+    assert "s_all_circle.png" in names and "s_all_triangle.png" in names
     with np.load(out / "s_gradcam_circle.npz", allow_pickle=False) as z:
         x = z["x"][None]
         r = gradcam.grad_cam(zoo.shapes_gap(seed=0), x, 0)
@@ -248,7 +250,7 @@ def test_explain_all_skips_cam_where_undefined(tmp_path, random_models):
         out = tmp_path / model
         argv = ["explain", str(img), "--model", model, "--method", "all", "--out", str(out)]
         assert cli.main(argv + (["--layer", layer] if layer else [])) == 0
-        pngs = [n for n in _files(out) if n.endswith(".png")]
+        pngs = [n for n in _files(out) if n.endswith(".png") and "_all_" not in n]
         assert len(pngs) == len(common.methods()) - 1 and not any("_cam_" in n for n in pngs)
 
 
@@ -389,7 +391,7 @@ def test_evaluate_subcommand_runs_the_library(monkeypatch, capsys):
 
     seen = {}
 
-    def fake(model, n_single, n_scenes, seed, methods=None, name=None):
+    def fake(model, n_single, n_scenes, seed, methods=None, name=None, options=None):
         seen.update(n=n_single, methods=methods, name=name, model=type(model).__name__)
         return {"model": name}
 
@@ -397,9 +399,10 @@ def test_evaluate_subcommand_runs_the_library(monkeypatch, capsys):
     monkeypatch.setattr(E, "format_table", lambda res, markdown: f"table of {res[0]['model']}")
     assert cli.main(["evaluate", "--models", "shapes_gap", "--n", "3"]) == 0
     assert capsys.readouterr().out == "table of shapes_gap\n"
-    assert seen == {"n": 3, "methods": ["gradcam", "counterfactual", "cam", "guided-backprop",
-                                        "guided-gradcam"], "name": "shapes_gap",
+    # a row per registered method, in the registry's order
+    assert seen == {"n": 3, "methods": list(gradcam.methods()), "name": "shapes_gap",
                     "model": "Sequential"}
+    assert "saliency" in seen["methods"] and "deconvnet" in seen["methods"]
     assert cli.main(["evaluate", "--n", "x"]) == 2  # its usage error: one line
     assert capsys.readouterr().err.count("\n") == 1
     assert cli.main(["evaluate", "--n", "0"]) == 1  # a runtime error: one line

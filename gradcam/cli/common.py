@@ -95,11 +95,108 @@ def methods():
     return registry()
 
 
+def chosen(names, model=None, layer=None):
+    """The registry entries ``names`` asks for ("all" or a list of names, in the registry's
+    order for "all"); with ``model``, "all" leaves out CAM-like methods (layer rule "gap-input")
+    where they are undefined: no GAP head, or a ``layer`` other than the GAP's input."""
+    table = methods()
+    if names != "all" and names != ["all"]:
+        unknown = [n for n in names if n not in table]
+        if unknown:
+            raise CLIError(f"unknown method(s) {', '.join(map(repr, unknown))}; methods are: "
+                           f"{', '.join(table)} (or all)")
+        return [table[n] for n in dict.fromkeys(names)]
+    at = None if model is None else cam_layer(model)
+    with_cam = model is None or (at is not None and layer in (None, at))
+    return [m for m in table.values() if m.layer_rule != "gap-input" or with_cam]
+
+
+# --------------------------------------------------------------------------- method options
+def option_value(text):
+    """One ``--option`` value: an int, a float, true/false, none, ``@file.npy`` (an array, e.g.
+    an explicit ``noise``), else the text itself."""
+    low = text.strip().lower()
+    if re.fullmatch(r"[+-]?\d+", low):
+        return int(low)
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    if text.startswith("@"):
+        try:
+            with open(text[1:], "rb") as f:
+                return np.load(f, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise CLIError(f"--option value {text!r}: cannot read a .npy array: "
+                           f"{one_line(e)}") from None
+    try:
+        return float(low)
+    except ValueError:
+        return text
+
+
+def parse_options(values):
+    """``--option KEY=VALUE`` values (repeatable) -> {KEY: value} (``option_value``)."""
+    out = {}
+    for v in values or ():
+        key, eq, val = v.partition("=")
+        key = key.strip()
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise CLIError(f"--option takes KEY=VALUE (e.g. batch_size=64), got {v!r}")
+        out[key] = option_value(val)
+    return out
+
+
+def options_for(chosen_methods, options):
+    """{method name: its options} for ``explain(..., **options)``. One method gets every
+    option (an unknown one is the registry's OptionError, a one-line error); several (``all``)
+    get the options each declares, and an option no chosen method declares is an error."""
+    from ..registry import method_options
+
+    if len(chosen_methods) == 1:
+        m = chosen_methods[0]
+        method_options(m, options)  # fail now, before any long run
+        return {m.name: dict(options)}
+    unused = sorted(set(options) - {k for m in chosen_methods for k in m.options})
+    if unused:
+        have = sorted({k for m in chosen_methods for k in m.options})
+        raise CLIError(f"no chosen method takes option(s) {', '.join(map(repr, unused))}; "
+                       f"their options: {', '.join(have) or 'none'}")
+    return {m.name: {k: v for k, v in options.items() if k in m.options}
+            for m in chosen_methods}
+
+
+def add_options(parser):
+    """The repeatable ``--option KEY=VALUE`` (a method's options, ``Method.options``)."""
+    parser.add_argument("--option", action="append", metavar="KEY=VALUE",
+                        help="a method option (repeatable), e.g. batch_size=64, seed=0; values "
+                        "are read as int, float, true/false, none, @file.npy or text; with "
+                        "several methods each gets the options it declares")
+
+
 # --------------------------------------------------------------------------- report lines
 def class_label(model, c):
     """Class ``c`` by name where the model has names, else "class c"."""
     names = getattr(model, "class_names", None)
     return str(names[c]) if names is not None and c < len(names) else f"class {c}"
+
+
+def method_line(method, result, label, seconds):
+    """The line printed when one method has explained one class: name, title and short
+    citation, class, layer, wall time."""
+    from ..catalog import short_citation
+
+    where = "whole network" if method.kind == "network" else f"layer {result.layer}"
+    return (f"  {method.name:<20} {method.title} ({short_citation(method)}), {label}, "
+            f"{where}: {seconds:.2f} s")
+
+
+def failed_line(method, label, error):
+    """The line printed when a method of several could not explain one class (skipped)."""
+    from ..catalog import short_citation
+
+    return (f"  {method.name:<20} {method.title} ({short_citation(method)}), {label}: "
+            f"n/a: {one_line(error)}")
 
 
 def safe(text):
