@@ -88,7 +88,8 @@ C.expect("metrics are scale-invariant",
 #
 # ## 3. Evaluating the methods
 #
-# `ev.evaluate` runs every method on fresh single shapes (pointing game, localisation,
+# `ev.evaluate` runs the Grad-CAM paper's methods (`ev.PAPER_METHODS`; `methods=None` would
+# run every registered method, the whole CAM family) on fresh single shapes (pointing game, localisation,
 # explaining the true class) and two-object scenes (mass, object shares, A/B correlation).
 # Before trusting the numbers, two baselines that know nothing about the image, scored
 # with the same functions: a Gaussian at the image centre, and uniform noise.
@@ -96,7 +97,8 @@ C.expect("metrics are scale-invariant",
 # %%
 model = zoo.shapes_cnn(pretrained=True)
 n = C.pick(60, 8)
-res = ev.evaluate(model, n_single=n, n_scenes=n, seed=4000, name="shapes_cnn")
+res = ev.evaluate(model, n_single=n, n_scenes=n, seed=4000, name="shapes_cnn",
+                  methods=ev.PAPER_METHODS)
 print(ev.format_table(res, markdown=False))
 
 single = make_shapes(n, seed=4000)

@@ -227,9 +227,11 @@ def test_format_table_marks_cam_n_a():
 
 
 def test_main_prints_a_table_and_reports_bad_models(capsys):
-    assert cli.main(["evaluate", "--models", "shapes_gap", "--n", "2", "--markdown"]) == 0
+    assert cli.main(["evaluate", "--models", "shapes_gap", "--n", "2", "--markdown",
+                     "--methods", "gradcam", "guided-gradcam", "hirescam"]) == 0
     out = capsys.readouterr().out
-    assert "| Guided Grad-CAM |" in out and "shapes_gap" in out
+    assert "| Guided Grad-CAM |" in out and "| HiResCAM |" in out and "shapes_gap" in out
+    assert "| Guided Backprop |" not in out  # only the methods asked for
     assert cli.main(["evaluate", "--models", "no_such_model"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no_such_model" in err
