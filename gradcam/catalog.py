@@ -14,11 +14,11 @@ import re
 import sys
 from pathlib import Path
 
-from .registry import methods
+from .peers import PEER_CLASSES
+from .registry import methods, variants
 
 ARXIV = re.compile(r"arXiv:(\d{4}\.\d{4,5})(v\d+)?")
 YEAR = re.compile(r"\b(19|20)\d\d\b")
-PEER_STATUS = "see docs/crosscheck.md"  # the peers column, until it is filled per method
 # the README's table lives between these two lines (``write_readme`` rewrites what is between)
 BEGIN, END = "<!-- methods table: python -m gradcam.catalog --write README.md -->", \
     "<!-- end of methods table -->"
@@ -61,6 +61,15 @@ def layer_for(method, layer):
     return layer if method.layer_rule in ("last-spatial", "gap-input") else None
 
 
+def peer_status(name):
+    """The README's peers column for one method: each peer library's class, and whether the
+    paper's formula reproduces it or a variant does ("-": neither library has the method)."""
+    departs = variants(name) if name in methods() else {}
+    cells = [f"{peer} `{classes[name]}`: " + ("variant" if peer in departs else "paper")
+             for peer, classes in PEER_CLASSES.items() if name in classes]
+    return "; ".join(cells) or "-"
+
+
 def methods_table(table=None):
     """The Markdown table of the registered methods (``table``: {name: Method}, default the
     registry): name, title, paper, arXiv link, kind, peer status."""
@@ -71,7 +80,7 @@ def methods_table(table=None):
         aid = arxiv_id(m)
         link = f"[{aid}](https://arxiv.org/abs/{aid})" if aid else "-"
         lines.append(f"| `{name}` | {m.title} | {paper(m)} | {link} | "
-                     f"{KIND_TEXT.get(m.kind, m.kind)} | {PEER_STATUS} |")
+                     f"{KIND_TEXT.get(m.kind, m.kind)} | {peer_status(name)} |")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from test_conventions import _import_pytorch_grad_cam
 
 import gradcam
 from gradcam import conventions as C
+from gradcam.peers import PEER_CLASSES
 from gradcam.registry import methods, variants
 
 PGC, TC = "pytorch-grad-cam", "torchcam"
@@ -36,8 +37,7 @@ MODELS = ("shapes_gap", "shapes_cnn")
 
 
 def need(method):
-    if method not in methods():
-        pytest.skip(f"method {method!r} is not registered in this tree")
+    assert method in methods(), f"method {method!r} is not registered"
 
 
 def case(name):
@@ -392,3 +392,21 @@ if __name__ == "__main__":
         print(f"{model_name}: the paper's formula against each peer's (final maps in [0, 1])")
         for method, peer, maps, w in departures(model_name):
             print(f"  {method:18s} {peer:17s} max |map diff| {maps:.2e}   weights rel {w:.2e}")
+
+
+def test_the_peer_classes_the_readme_names_exist_and_are_checked_here(pgc, torchcam):
+    """``gradcam.peers.PEER_CLASSES`` (the README's peers column) names classes the installed
+    libraries have, and only methods this file reproduces; its variants are the registry's."""
+    import torchcam.methods as tc
+
+    covered = {"pytorch-grad-cam": set(PGC_METHODS) | {"hirescam", "gradcam-elementwise",
+                                                        "layercam", "fullgrad"},
+               "torchcam": set(TC_METHODS) | {"cam", "smooth-gradcam++", "sscam", "iscam"}}
+    modules = {"pytorch-grad-cam": pgc, "torchcam": tc}
+    for peer, classes in PEER_CLASSES.items():
+        for method, cls_name in classes.items():
+            assert method in methods() and method in covered[peer], (peer, method)
+            assert isinstance(getattr(modules[peer], cls_name), type), (peer, cls_name)
+    assert PEER_CLASSES["torchcam"]["scorecam"] == "ScoreCAM"
+    # control: the existence check can fail (torchcam has no HiResCAM, and lists none)
+    assert getattr(tc, "HiResCAM", None) is None and "hirescam" not in PEER_CLASSES["torchcam"]

@@ -15,3 +15,19 @@ from .pytorch_grad_cam import VARIANTS as _PGC
 from .torchcam import VARIANTS as _TORCHCAM
 
 VARIANTS = _PGC + _TORCHCAM
+
+# The class each peer library implements a registered method with (checked against the installed
+# libraries in tests/test_peers_family.py); the README's methods table reads it.
+PEER_CLASSES = {
+    "pytorch-grad-cam": {
+        "gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam": "XGradCAM",
+        "hirescam": "HiResCAM", "gradcam-elementwise": "GradCAMElementWise",
+        "layercam": "LayerCAM", "scorecam": "ScoreCAM", "ablationcam": "AblationCAM",
+        "eigencam": "EigenCAM", "eigengradcam": "EigenGradCAM", "fullgrad": "FullGrad",
+    },
+    "torchcam": {
+        "cam": "CAM", "gradcam": "GradCAM", "gradcam++": "GradCAMpp",
+        "smooth-gradcam++": "SmoothGradCAMpp", "xgradcam": "XGradCAM", "layercam": "LayerCAM",
+        "scorecam": "ScoreCAM", "sscam": "SSCAM", "iscam": "ISCAM",
+    },
+}
