@@ -313,8 +313,10 @@ def test_the_readme_methods_table_is_the_registry_s(toys):
         "run: python -m gradcam.catalog --write README.md"
     table = catalog.methods_table()
     assert "| `toy-scaled` | Toy Scaled | Chattopadhay et al., WACV 2018 | " \
-           "[1710.11063](https://arxiv.org/abs/1710.11063) | per channel | " \
-           "see docs/crosscheck.md |" in table
+           "[1710.11063](https://arxiv.org/abs/1710.11063) | per channel | - |" in table
+    gpp = "pytorch-grad-cam `GradCAMPlusPlus`: variant; torchcam `GradCAMpp`: variant"
+    assert f"| per channel | {gpp} |" in table  # the peers column of gradcam++
+    assert "pytorch-grad-cam `HiResCAM`: paper |" in table
     assert "| `toy-network` | Toy Network |" in table and "whole network" in table
     assert catalog.replace_table(readme) != readme  # the control: a new method changes it
 
