@@ -162,8 +162,8 @@ def race_rows(models, methods, repeats, batch_size, warmup):
                 row = [method, f"{name} @{layer}", f"{K} ({ran})", peer,
                        f"{min(t[ours]):.2f} / {min(t[peer]):.2f}",
                        f"{statistics.median(t[ours]):.2f} / {statistics.median(t[peer]):.2f}",
-                       f"{min(t[ours]) / min(t[peer]):.2f}",
-                       f"{min(r):.2f}-{max(r):.2f}"]
+                       f"{min(t[ours]) / min(t[peer]):.3g}",
+                       f"{min(r):.3g}-{max(r):.3g}"]
                 out.append(row)
                 print(table(HEADER, [row]).splitlines()[-1], flush=True)
     return out

@@ -64,7 +64,7 @@ SS_CAM = "Wang et al. 2020, arXiv:2006.14255v3"
 IS_CAM = "Naidu et al. 2020, arXiv:2010.03023v1"
 ABLATION_CAM = ("Desai & Ramaswamy, WACV 2020 (no arXiv version; CVF open access "
                 "Desai_Ablation-CAM_..._WACV_2020_paper.pdf)")
-BATCH_SIZE = 16  # masked inputs per forward (VGG16 at 224: about 1 GiB of activations)
+BATCH_SIZE = 16  # perturbed inputs per forward: the memory of one batch of activations
 
 
 def _batch_size(ctx):
