@@ -159,3 +159,23 @@ def test_smooth_gradcam_pp_against_the_oracle(net):
     np.testing.assert_allclose(r.details["sample_scores"], np.stack([y_m for _, y_m, _ in runs]),
                                rtol=1e-12)
     assert rel_err(pp_closed_form(A, dA, y), w) > CONTROL  # control: the clean Grad-CAM++
+
+
+def test_eigengradcam_against_the_oracle(net):
+    """The first principal component of the oracle's dA * A, from eigh of X^T X (not an SVD),
+    signed so that the map sums to a positive number."""
+    model, params, x, c, A, y, dA = net
+    r = gradcam.explain(model, x, c, "eigengradcam", "relu2")
+
+    def projection(dA):
+        out = []
+        for n in range(len(c)):
+            X = (dA[n] * A[n]).reshape(A.shape[1], -1).T  # (u*v, K)
+            _, vecs = np.linalg.eigh(X.T @ X)
+            m = X @ vecs[:, -1]  # the eigenvector of the largest eigenvalue
+            out.append((m if m.sum() > 0 else -m).reshape(A.shape[2:]))
+        return np.stack(out)
+
+    assert rel_err(r.linear_map, projection(dA)) < 1e-8
+    _, _, dA2 = oracle_run(params, x, (c + 1) % 4)  # control: another class's gradient
+    assert rel_err(r.linear_map, projection(dA2)) > CONTROL
