@@ -1,4 +1,5 @@
-"""Shared fixtures: the array backends to test on, and hypothesis profiles.
+"""Shared fixtures: the array backends to test on, hypothesis profiles, and ``registry``
+(methods and variants registered inside a test are removed after it).
 
 ``xp`` runs a test on NumPy always and on CuPy where CuPy and a CUDA device exist
 (otherwise that parametrisation is skipped with the reason).
@@ -34,3 +35,15 @@ def xp(request):
     import cupy
 
     return cupy
+
+
+@pytest.fixture
+def registry():
+    """Methods registered inside a test are removed after it."""
+    from gradcam.registry import _REGISTRY, _VARIANTS
+    saved, saved_variants = dict(_REGISTRY), dict(_VARIANTS)
+    yield
+    _REGISTRY.clear()
+    _REGISTRY.update(saved)
+    _VARIANTS.clear()
+    _VARIANTS.update(saved_variants)

@@ -31,18 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TOYS = ("toy-scaled", "toy-position", "toy-network", "toy-pixel")
 
 
-@pytest.fixture
-def registry():
-    """Methods registered inside a test are removed after it."""
-    from gradcam.registry import _REGISTRY, _VARIANTS
-    saved, saved_variants = dict(_REGISTRY), dict(_VARIANTS)
-    yield
-    _REGISTRY.clear()
-    _REGISTRY.update(saved)
-    _VARIANTS.clear()
-    _VARIANTS.update(saved_variants)
-
-
 def _scaled(ctx):
     """alpha = scale * Grad-CAM's alpha (sign flipped with flip), and a detail."""
     alpha = ctx.options["scale"] * grad_cam_weights(ctx.A, ctx.dA)

@@ -67,18 +67,6 @@ def x():
     return np.random.default_rng(3).uniform(0, 1, (N, 3, HW, HW)).astype("float32")
 
 
-@pytest.fixture
-def registry():
-    """Methods registered inside a test are removed after it."""
-    from gradcam.registry import _REGISTRY, _VARIANTS
-    saved, saved_variants = dict(_REGISTRY), dict(_VARIANTS)
-    yield
-    _REGISTRY.clear()
-    _REGISTRY.update(saved)
-    _VARIANTS.clear()
-    _VARIANTS.update(saved_variants)
-
-
 def assert_same(a, b):
     """Every field of two results is identical (arrays bit for bit)."""
     for f in ("method", "layer", "class_names"):
