@@ -25,7 +25,9 @@ SS-CAM, Wang et al. 2020, arXiv:2006.14255v3: Score-CAM with Gaussian noise on t
 Defaults N = 10, std = 2 (torchcam's SSCAM: 35 samples, std 2.0). The drawn noise, shape
 (num_samples, N, K, H, W), is returned in ``details["noise"]`` (10 x 103 MB for VGG16's 512
 masks at 224 in float32); an explicit ``noise`` array of that shape replaces the draw (then
-``std`` and ``seed`` are not used), so a run can be repeated exactly in another library.
+``std`` and ``seed`` are not used), so a run can be repeated exactly in another library. The
+default seed is 0, as for every method that draws noise here: an explanation is a deterministic
+function of its input unless the caller passes ``seed=None``.
 
 IS-CAM, Naidu et al. 2020, arXiv:2010.03023v1: the masked input scaled from the baseline up to
 X o H^k in N steps (a Riemann sum of the path integral), then averaged:
@@ -202,7 +204,7 @@ METHODS = (
            False, "last-spatial", _scorecam, options=_BATCH),
     Method("sscam", "SS-CAM", SS_CAM + " (noise on the masks); Score-CAM's Def. 2", "channel",
            False, "last-spatial", _sscam,
-           options={**_BATCH, "num_samples": 10, "std": 2.0, "seed": None, "noise": None}),
+           options={**_BATCH, "num_samples": 10, "std": 2.0, "seed": 0, "noise": None}),
     Method("iscam", "IS-CAM", IS_CAM + " (integration over the mask's scale)", "channel", False,
            "last-spatial", _iscam, options={**_BATCH, "num_samples": 10}),
     Method("ablationcam", "Ablation-CAM", ABLATION_CAM + ", Sec. 3", "channel", False,
