@@ -31,12 +31,11 @@ import contextlib
 import io
 import os
 import statistics
-import time
 import warnings
 
 import numpy as np
 
-from common import PAUSE, pytorch_grad_cam, table, torch_twin, twin_layer
+from common import pytorch_grad_cam, race, table, torch_twin, twin_layer
 
 import gradcam
 from gradcam.images import model_input
@@ -130,20 +129,12 @@ def forwards_ours(model, x, method, layer):
 
 
 def logged_race(fns, repeats, warmup, label):
-    """``common.race`` (alternating, a pause before each call) that prints every time as it is
-    measured: one Score-CAM call at 224 takes minutes on a shared 2-core machine."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {k: [] for k in fns}
-    for rep in range(repeats):
-        for k, fn in fns.items():
-            time.sleep(PAUSE)
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-            print(f"  {label} repeat {rep + 1}: {k} {times[k][-1]:.2f} s", flush=True)
-    return times
+    """``common.race`` that prints every time as it is measured: one Score-CAM call at 224
+    takes minutes on a 2-core machine."""
+    def log(rep, name, seconds):
+        print(f"  {label} repeat {rep + 1}: {name} {seconds:.2f} s", flush=True)
+
+    return race(fns, repeats, warmup, log=log)
 
 
 def race_rows(models, methods, repeats, batch_size, warmup):

@@ -29,10 +29,12 @@ from minicnn.model import Residual, Sequential  # noqa: E402
 PAUSE = 0.25  # seconds of idle before every timed call
 
 
-def race(fns, repeats=7, warmup=1, pause=PAUSE):
+def race(fns, repeats=7, warmup=1, pause=PAUSE, log=None):
     """Time each callable in ``fns`` (name -> fn), alternating them on every repeat.
 
-    Returns name -> list of seconds. The first name is the reference for ``ratio``.
+    Returns name -> list of seconds. The first name is the reference for ``ratio``. ``log``,
+    if given, is called as log(repeat, name, seconds) after every timed call (for runs of
+    minutes, to show progress).
 
     NOTE: the pause matters. BLAS and OpenMP worker threads keep spinning for a while after a
     call returns; without it, the contender that runs next shares the cores with the previous
@@ -43,12 +45,14 @@ def race(fns, repeats=7, warmup=1, pause=PAUSE):
         for _ in range(warmup):
             fn()
     times = {k: [] for k in fns}
-    for _ in range(repeats):
+    for rep in range(repeats):
         for k, fn in fns.items():
             time.sleep(pause)
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
+            if log is not None:
+                log(rep, k, times[k][-1])
     return times
 
 
