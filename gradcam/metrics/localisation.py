@@ -12,7 +12,7 @@ import numpy as np
 
 from minicnn.backend import to_numpy
 
-from .resize import resize
+from ..resize import resize
 
 def pixel_saliency(g):
     """(N, C, H, W) Guided Backprop / Guided Grad-CAM map -> (N, H, W) NumPy saliency >= 0.
