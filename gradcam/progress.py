@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def progress(iterable=None, total=None, desc=None, enabled=None):
