@@ -1,8 +1,9 @@
 """Shared fixtures: the array backends to test on, hypothesis profiles, and ``registry``
 (methods and variants registered inside a test are removed after it).
 
-``xp`` runs a test on NumPy always and on CuPy where CuPy and a CUDA device exist
-(otherwise that parametrisation is skipped with the reason).
+``xp`` runs a test on NumPy always, on the strict fake device of tests/fakecupy.py always
+(NumPy underneath, CuPy's rules and names on top, syncs counted), and on CuPy where CuPy and a
+CUDA device exist (otherwise that parametrisation is skipped with the reason).
 """
 
 import os
@@ -21,17 +22,39 @@ settings.register_profile("thorough", max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-BACKENDS = ["numpy", pytest.param("cupy", marks=[
+BACKENDS = ["numpy", "fake", pytest.param("cupy", marks=[
     pytest.mark.gpu,
     pytest.mark.skipif(not HAS_CUPY, reason="CuPy with a CUDA device is not available"),
 ])]
 
 
+@pytest.fixture
+def fake_device(monkeypatch):
+    """Install tests/fakecupy.py as minicnn's device module for one test; yield its counters.
+
+    NOTE: the seam is minicnn.backend's two module globals, ``_cupy`` (the device module, None
+    without CuPy) and ``HAS_CUPY``: every device decision (get_xp, to_numpy, require_cupy,
+    ``model.to("cupy")``) reads them at call time, so the library needs no test-only path.
+    """
+    import minicnn.backend as backend
+    from fakecupy import COUNTS, FAKE
+
+    monkeypatch.setattr(backend, "_cupy", FAKE)
+    monkeypatch.setattr(backend, "HAS_CUPY", True)
+    COUNTS.reset()
+    yield COUNTS
+
+
 @pytest.fixture(params=BACKENDS)
 def xp(request):
-    """The array module under test: numpy, or cupy where a GPU is present."""
+    """The array module under test: numpy, the fake device, or cupy where a GPU is present."""
     if request.param == "numpy":
         return np
+    if request.param == "fake":
+        request.getfixturevalue("fake_device")
+        from fakecupy import FAKE
+
+        return FAKE
     import cupy
 
     return cupy
