@@ -31,6 +31,11 @@ import numpy as np
 
 ALLOWLIST = json.loads((Path(__file__).parent / "cupy_api" / "cupy-13.0.0.json").read_text())
 _HOST_SOURCES = {"asarray", "array", "asanyarray"}  # the functions that take host data over
+# functions whose result is host metadata in CuPy too; every other Python bool/int/float result
+# of a NumPy function comes back as a 0-d device array, as CuPy returns (array_equal, allclose)
+_HOST_RESULTS = {"shape", "ndim", "size", "result_type", "can_cast", "isscalar", "min_scalar_type",
+                 "may_share_memory", "shares_memory", "iscomplexobj", "isrealobj", "common_type",
+                 "promote_types", "get_array_module", "broadcast_shapes"}
 
 
 class DeviceRuleError(TypeError):
@@ -365,7 +370,10 @@ class FakeModule:
 
         def fn(*args, **kwargs):
             check_kwargs(entry, qual, kwargs)
-            return wrap(target(*unwrap(args, qual), **unwrap(kwargs, qual)))
+            r = target(*unwrap(args, qual), **unwrap(kwargs, qual))
+            if isinstance(r, (bool, int, float)) and name not in _HOST_RESULTS:
+                return ndarray(np.asarray(r))
+            return wrap(r)
         fn.__name__ = name
         return fn
 
