@@ -152,7 +152,7 @@ def explain(model, x, target=None, method="gradcam", layer=None, variant=None, *
     m = get_method(method)
     weighting = check_variant(m, variant)
     opts = method_options(m, options)
-    x = as_batch(x)
+    x = as_batch(x, finite=False)  # NOTE: forward_backward checks the pixels: one sync, not two
     if (eigen_smooth or aug_smooth) and m.kind not in ("channel", "position"):
         raise ValueError(f"eigen_smooth and aug_smooth smooth the maps of channel and position "
                          f"methods; {m.name!r} is a {m.kind!r} method")

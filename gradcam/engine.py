@@ -78,9 +78,13 @@ def eval_mode(model):
             lay.training, lay.grads = flag, grads
 
 
-def as_batch(x):
+def as_batch(x, finite=True):
     """Validate the input: (N, C, H, W) (or one (C, H, W) image, given a batch axis), numeric,
-    finite. Returns the (N, C, H, W) array (same module and dtype)."""
+    finite. Returns the (N, C, H, W) array (same module and dtype).
+
+    ``finite=False`` skips the finiteness check, the one part that reads the pixels (on a
+    device, a host sync): for a caller whose ``forward_backward`` checks them anyway.
+    """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         x = np.asarray(x)
     if x.ndim == 3:
@@ -92,7 +96,7 @@ def as_batch(x):
         raise ValueError("input batch is empty")
     if x.dtype.kind not in "fiu":
         raise ValueError(f"input must be a numeric array, got dtype {x.dtype}")
-    if x.dtype.kind == "f" and not bool(get_xp(x).isfinite(x).all()):
+    if finite and x.dtype.kind == "f" and not bool(get_xp(x).isfinite(x).all()):
         raise ValueError("input contains NaN or inf; an explanation needs finite pixels")
     return x
 

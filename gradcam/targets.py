@@ -107,7 +107,7 @@ def one_hot(c, logits):
 
     Parameters
     ----------
-    c : (N,) int class indices (host)
+    c : (N,) int class indices (host, or the logits' array module)
     logits : (N, classes); sets the array module, dtype and shape of the result
     Returns
     -------
@@ -135,6 +135,8 @@ def class_score(target, class_names=None):
     """
 
     def seed_fn(logits):
+        if target is None:  # NOTE: top-1 taken where the logits live: no host round trip
+            return one_hot(logits.argmax(axis=1), logits)
         return one_hot(resolve_target(target, logits, class_names), logits)
 
     return seed_fn

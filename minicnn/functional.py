@@ -222,7 +222,8 @@ def relu_forward(x, upper=None, need_mask=True):
     out = xp.maximum(x, 0)
     mask = x > 0
     if upper is not None:
-        out = xp.minimum(out, xp.asarray(upper).astype(x.dtype))  # integer inputs stay integer
+        # NOTE: a host scalar of x's dtype (integer inputs stay integer), not a device copy
+        out = xp.minimum(out, x.dtype.type(upper))
         mask &= x < upper
     return out, (mask if need_mask else None)
 

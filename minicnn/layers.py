@@ -302,7 +302,16 @@ class Flatten(Layer):
 
 class Dropout(Layer):
     """Inverted dropout: in training zero each unit with probability p and scale by 1/(1-p);
-    the identity in eval mode. The mask comes from the layer's own seeded generator."""
+    the identity in eval mode. The mask comes from the layer's own seeded generator.
+
+    keep_i = [u_i >= p],   u = rng.random(x.shape)   (host arrays)
+
+    On a device the mask is drawn there: the layer's generator draws one 63-bit seed per
+    forward, and ``xp.random.default_rng(seed).random(x.shape)`` gives u on the device. So no
+    mask crosses from the host, the generator's state (saved in training checkpoints) still
+    decides every mask, and a resumed run draws what an uninterrupted one would; the device's
+    masks differ from the host's (another generator), as any two backends' random streams do.
+    """
 
     def __init__(self, p=0.5, seed=None):
         super().__init__()
@@ -316,7 +325,11 @@ class Dropout(Layer):
             self.cache = None
             return x
         xp = get_xp(x)
-        keep = xp.asarray(self.rng.random(x.shape) >= self.p)
+        if xp is np:
+            keep = self.rng.random(x.shape) >= self.p
+        else:  # NOTE: drawn on the device from a host-drawn seed; see the class docstring
+            seed = int(self.rng.integers(2 ** 63))
+            keep = xp.random.default_rng(seed).random(x.shape, dtype=np.float32) >= self.p
         out, self.cache = tier().dropout_forward(x, self.p, keep)
         return out
 

@@ -18,11 +18,28 @@ import numpy as np
 from .backend import get_xp, to_numpy
 
 
-def _check_targets(scores, y):
-    """Validate ``scores`` (N, C) and integer labels ``y`` (N,) in ``[0, C)``; return y on host.
+def check_labels(y, num_classes):
+    """Validate integer labels ``y`` (N,) in ``[0, num_classes)``; return them on the host, int64.
 
     NOTE: done in Python on a host copy because CuPy wraps out-of-range indices silently.
     """
+    y_host = to_numpy(y)
+    if not np.issubdtype(y_host.dtype, np.integer):
+        if np.issubdtype(y_host.dtype, np.floating) and np.all(y_host == np.round(y_host)):
+            y_host = y_host.astype(np.int64)
+        else:
+            raise ValueError(f"labels must be integers, got dtype {y_host.dtype}")
+    if y_host.size:
+        lo, hi = int(y_host.min()), int(y_host.max())
+        if lo < 0 or hi >= num_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"label {bad} out of range for {num_classes} classes "
+                             f"(expected 0..{num_classes - 1})")
+    return y_host.astype(np.int64, copy=False)
+
+
+def _check_targets(scores, y):
+    """Validate ``scores`` (N, C) and integer labels ``y`` (N,) in ``[0, C)``; return y on host."""
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D (N, classes), got shape {tuple(scores.shape)}")
     N, C = scores.shape
@@ -32,16 +49,7 @@ def _check_targets(scores, y):
                          f"got {tuple(y_host.shape)}")
     if N == 0:
         raise ValueError("empty batch: scores has 0 rows")
-    if not np.issubdtype(y_host.dtype, np.integer):
-        if np.issubdtype(y_host.dtype, np.floating) and np.all(y_host == np.round(y_host)):
-            y_host = y_host.astype(np.int64)
-        else:
-            raise ValueError(f"labels must be integers, got dtype {y_host.dtype}")
-    lo, hi = int(y_host.min()), int(y_host.max())
-    if lo < 0 or hi >= C:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"label {bad} out of range for {C} classes (expected 0..{C - 1})")
-    return y_host.astype(np.int64, copy=False)
+    return check_labels(y_host, C)
 
 
 def log_softmax(scores):
@@ -62,7 +70,7 @@ def log_softmax(scores):
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
 
 
-def softmax_cross_entropy(scores, y):
+def softmax_cross_entropy(scores, y, sync=True):
     """Mean softmax cross-entropy over the batch and its gradient w.r.t. the scores.
 
     L = -1/N * sum_n log softmax(s)[n, y[n]];   dL/ds = (softmax(s) - onehot(y)) / N
@@ -71,10 +79,14 @@ def softmax_cross_entropy(scores, y):
     ----------
     scores : (N, C) float logits (NumPy or CuPy)
     y : (N,) integer class labels in ``[0, C)`` (any backend; validated on the host)
+    sync : True: ``y`` is validated on the host and ``loss`` is a Python float. False, for a
+        training loop that validated its labels once (``check_labels``): ``y`` must be valid
+        labels in the scores' array module, nothing is checked, and ``loss`` stays a 0-d
+        float64 array there, so a device step needs no host sync and no label transfer.
 
     Returns
     -------
-    loss : float
+    loss : float (``sync=False``: 0-d float64 array)
     dscores : (N, C) same dtype and backend as ``scores``
 
     Raises
@@ -83,18 +95,17 @@ def softmax_cross_entropy(scores, y):
         for a shape mismatch, non-integer labels or a label outside ``[0, C)``.
     """
     xp = get_xp(scores)
-    y_host = _check_targets(scores, y)
+    idx = xp.asarray(_check_targets(scores, y)) if sync else y
     N = scores.shape[0]
     rows = xp.arange(N)
-    idx = xp.asarray(y_host)
     logp = log_softmax(scores)  # (N, C)
-    loss = -float(xp.sum(logp[rows, idx])) / N
+    loss = -xp.sum(logp[rows, idx]).astype(np.float64) / N  # the sum in the scores' dtype
     dscores = xp.exp(logp)  # softmax probabilities p, a fresh array
     # dL/ds = (p - onehot) / N: subtract 1 at the target of each row (rows are distinct, so
     # a plain fancy-index update is safe here; no repeated indices need xp.add.at).
     dscores[rows, idx] -= 1
     dscores /= N
-    return loss, dscores.astype(scores.dtype, copy=False)
+    return (float(loss) if sync else loss), dscores.astype(scores.dtype, copy=False)
 
 
 def accuracy(scores, y) -> float:

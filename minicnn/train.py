@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import io
-from .backend import asarray, device_of, to_numpy
+from .backend import asarray, device_of, get_xp, to_numpy
 from .layers import BatchNorm2d
-from .losses import accuracy, softmax_cross_entropy
+from .losses import check_labels, softmax_cross_entropy
 
 CHECKPOINT_FORMAT = "minicnn-checkpoint"
 
@@ -85,18 +85,28 @@ def model_accuracy(model, X, y, batch_size=256):
     if len(y) != N or N == 0:
         raise ValueError(f"need as many labels as inputs (N > 0), got {N} inputs, {len(y)} labels")
     device, dtype = _model_device_dtype(model)
-    y = to_numpy(y)
+    y = asarray(y, device)  # NOTE: once, not per batch; the count stays there: one sync at the end
     was_training = model.training
     model.eval()
     try:
-        correct = 0.0
+        correct = 0
         for a, b in _batches(N, batch_size):
             scores = model(asarray(X[a:b], device, dtype))
-            correct += accuracy(scores, y[a:b]) * (b - a)
+            correct = correct + _correct(scores, y[a:b])
     finally:
         if was_training:
             model.train()
-    return correct / N
+    return int(correct) / N
+
+
+def _correct(scores, y):
+    """How many rows' arg-max score equals the label, as a 0-d array where ``scores`` live.
+
+    correct = sum_n [argmax_c s[n, c] == y[n]]
+    """
+    if tuple(y.shape) != tuple(scores.shape[:1]):
+        raise ValueError(f"labels must have shape {tuple(scores.shape[:1])}, got {tuple(y.shape)}")
+    return (get_xp(scores).argmax(scores, axis=1) == y).sum()
 
 
 def update_bn(model, X, batch_size=256):
@@ -255,27 +265,37 @@ def fit(model, optimizer, X, y, epochs, batch_size=64, seed=0, val=None, checkpo
     if checkpoint is not None and resume and os.path.exists(checkpoint):
         start, history = _load_checkpoint(checkpoint, model, optimizer, run)
     device, dtype = _model_device_dtype(model)
+    y_dev = asarray(y, device)  # NOTE: the labels cross once per run, not once per step
     bar = progress and sys.stderr.isatty()
     n_batches = -(-N // batch_size)
+    checked = False
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng((seed, epoch))  # depends on (seed, epoch) only: resumable
         order = rng.permutation(N)
+        order_dev = asarray(order, device)
         model.train()
-        loss_sum = correct = 0.0
+        # NOTE: the epoch's sums stay where the scores are (0-d arrays; the loss in float64):
+        # reading them every step would be a host sync per step; they are read once, below
+        loss_sum = correct = 0
         for i, (a, b) in enumerate(_batches(N, batch_size)):
             idx = order[a:b]
             xb = X[idx] if augment is None else augment(X[idx], rng)
             xb = asarray(xb, device, dtype)
-            yb = y[idx]
+            yb = y_dev[order_dev[a:b]]
             scores = model(xb)
-            loss, dscores = softmax_cross_entropy(scores, yb)
+            if not checked:  # once per run, on the host copy: CuPy wraps bad indices silently
+                check_labels(y, scores.shape[1])
+                checked = True
+            loss, dscores = softmax_cross_entropy(scores, yb, sync=False)
             model.backward(dscores, need_dx=False)  # stores parameter grads only
             optimizer.step()
-            loss_sum += loss * (b - a)  # sum over samples: batches may differ in size
-            correct += accuracy(scores, yb) * (b - a)
-            if bar:
-                _bar(epoch, i + 1, n_batches, loss_sum / b)
+            loss_sum = loss_sum + loss * (b - a)  # sum over samples: batches may differ in size
+            correct = correct + _correct(scores, yb)
+            if bar:  # NOTE: a host sync per step, only with the interactive bar
+                _bar(epoch, i + 1, n_batches, float(loss_sum) / b)
+        xp = get_xp(scores)
+        loss_sum, correct = to_numpy(xp.stack([loss_sum, correct.astype(np.float64)])).tolist()
         val_acc = model_accuracy(model, val[0], val[1]) if val is not None else None
         history.loss.append(loss_sum / N)
         history.acc.append(correct / N)

@@ -4,6 +4,11 @@ why) and importable from there.
 
 Selvaraju et al., arXiv:1610.02391v4, Sec. 4.1 (localisation); pointing game: Zhang et al.,
 arXiv:1608.00507.
+
+Maps, masks and boxes may live on the host or on a device (CuPy): each function copies its
+inputs to the host once, at the boundary (``minicnn.backend.to_numpy``), because the measures
+run on the host (connected components are a Python loop) and ``np.asarray`` of a device array
+is an error.
 """
 
 from __future__ import annotations
@@ -13,6 +18,11 @@ import numpy as np
 from minicnn.backend import to_numpy
 
 from ..resize import resize
+
+
+def _host(a, dtype=None):
+    """``a`` as a NumPy array (a device array is copied to the host), with ``dtype``."""
+    return np.asarray(to_numpy(a), dtype=dtype)
 
 def pixel_saliency(g):
     """(N, C, H, W) Guided Backprop / Guided Grad-CAM map -> (N, H, W) NumPy saliency >= 0.
@@ -38,7 +48,7 @@ def pointing_game(maps, masks, tolerance=0.0):
     -------
     hit : (N,) bool
     """
-    maps, masks = np.asarray(maps), np.asarray(masks, dtype=bool)
+    maps, masks = _host(maps), _host(masks, dtype=bool)
     N, H, W = _check(maps, masks)
     flat = maps.reshape(N, -1)
     py, px = np.divmod(flat.argmax(axis=1), W)  # NumPy's argmax returns the first maximum
@@ -65,7 +75,7 @@ def connected_components(binary, connectivity=8):
     -------
     labels : (N, H, W) int64, 0 = background
     """
-    b = np.asarray(binary, dtype=bool)
+    b = _host(binary, dtype=bool)
     if b.ndim != 3 or connectivity not in (4, 8):
         raise ValueError(f"need (N, H, W) images, connectivity 4 or 8; got {b.shape}, "
                          f"{connectivity}")
@@ -102,7 +112,7 @@ def box_iou(a, b):
     -------
     iou : (N,) float64 in [0, 1] (0 when both boxes are empty)
     """
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    a, b = _host(a, dtype=np.int64), _host(b, dtype=np.int64)
     iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
     ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
     inter = iw * ih
@@ -128,7 +138,7 @@ def localisation(maps, boxes, threshold=0.15, connectivity=8, min_iou=0.5):
     -------
     iou : (N,) float64; hit : (N,) bool; pred : (N, 4) predicted boxes (zeros when empty)
     """
-    maps = np.asarray(maps, dtype=np.float64)
+    maps = _host(maps, dtype=np.float64)
     N, H, W = _check(maps)
     peak = maps.max(axis=(1, 2), keepdims=True)
     lab = connected_components((maps >= threshold * peak) & (peak > 0), connectivity)
@@ -157,11 +167,11 @@ def mass_inside(maps, masks):
     -------
     share : (N,) float64 in [0, 1]
     """
-    maps = np.asarray(maps, dtype=np.float64)
+    maps = _host(maps, dtype=np.float64)
     if (maps < 0).any():
         raise ValueError("mass_inside needs non-negative maps (take ReLU or |.| first)")
     total = maps.sum(axis=(-2, -1))
-    inside = (maps * np.asarray(masks, dtype=bool)).sum(axis=(-2, -1))
+    inside = (maps * _host(masks, dtype=bool)).sum(axis=(-2, -1))
     return np.where(total > 0, inside / np.where(total > 0, total, 1), 0.0)
 
 
@@ -197,8 +207,8 @@ def map_correlation(maps_a, maps_b):
     -------
     r : (N,) float64 in [-1, 1]
     """
-    a = np.asarray(maps_a, dtype=np.float64).reshape(len(maps_a), -1)
-    b = np.asarray(maps_b, dtype=np.float64).reshape(len(maps_b), -1)
+    a = _host(maps_a, dtype=np.float64).reshape(len(maps_a), -1)
+    b = _host(maps_b, dtype=np.float64).reshape(len(maps_b), -1)
     a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
     den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
     same = np.all(a == b, axis=1).astype(np.float64)  # after centring: both constant
@@ -242,7 +252,7 @@ def weaker_instance(masks):
     -------
     weak : (N,) int64 in {0, 1}
     """
-    masks = np.asarray(masks, dtype=bool)
+    masks = _host(masks, dtype=bool)
     if masks.ndim != 4 or masks.shape[1] != 2:
         raise ValueError(f"need (N, 2, H, W) masks of two instances, got {masks.shape}")
     area = masks.sum(axis=(2, 3))
@@ -265,7 +275,7 @@ def weaker_share(maps, masks):
     -------
     share : (N,) float64 in [0, 1]
     """
-    masks = np.asarray(masks, dtype=bool)
+    masks = _host(masks, dtype=bool)
     weak = weaker_instance(masks)
     rows = np.arange(len(masks))
     return object_share(maps, masks[rows, weak], masks[rows, 1 - weak])
@@ -273,5 +283,5 @@ def weaker_share(maps, masks):
 
 def area_share(masks):
     """The weaker (smaller) instance's share of the two instances' pixels, per image: (N,)."""
-    area = np.asarray(masks, dtype=bool).sum(axis=(2, 3)).astype(np.float64)
+    area = _host(masks, dtype=bool).sum(axis=(2, 3)).astype(np.float64)
     return area.min(axis=1) / np.maximum(area.sum(axis=1), 1)

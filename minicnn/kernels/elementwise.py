@@ -23,7 +23,9 @@ def relu_forward(x, upper=None, need_mask=True):
     x2, out2 = (a if a.ndim >= 2 else a.reshape(1, -1) for a in (x, out))
     mask2 = None if mask is None else mask.reshape(x2.shape)
 
-    hi = None if upper is None else xp.asarray(upper).astype(x.dtype)  # integer inputs stay integer
+    # NOTE: a host scalar of x's dtype (integer inputs stay integer); an array of it would be a
+    # host-to-device copy on every forward
+    hi = None if upper is None else x.dtype.type(upper)
 
     def block(cs):  # elementwise: blocks of channels run on the worker threads
         xs, o = x2[:, cs], out2[:, cs]

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import weakref
 
+import numpy as np
+
 from ..backend import get_xp
 from .blocks import block_plan, run_blocks
 
@@ -82,12 +84,17 @@ _memo = {}  # id(w) -> (weakref to w, copy of w, U)
 def cached_weight_transform(w):
     """``weight_transform(w)``, memoised per weight array while it is unchanged.
 
-    NOTE: transforming the weights costs a noticeable part of a forward pass at batch 1, so it
-    is done once per weight array. Optimisers update weights in place, so the
+    NOTE: transforming the weights costs a noticeable part of a forward pass at batch 1 on the
+    host, so it is done once per weight array. Optimisers update weights in place, so the
     memo keeps a copy and compares it (exactly) before reuse; a changed array is transformed
-    again. The entry goes away with the weight array.
+    again. The entry goes away with the weight array. On a device (CuPy) there is no memo: the
+    compare would end in a host sync per convolution (its answer decides what runs next),
+    while the transform itself is a few elementwise kernels over the weights that queue behind
+    the previous layer without waiting for it.
     """
     xp = get_xp(w)
+    if xp is not np:
+        return weight_transform(w)
     key = id(w)
     hit = _memo.get(key)
     if hit is not None and hit[0]() is w and hit[1].shape == w.shape and hit[1].dtype == w.dtype \
