@@ -43,7 +43,7 @@ import time
 
 import numpy as np
 
-from minicnn.backend import to_numpy
+from minicnn.backend import asarray, to_numpy
 from minicnn.data import make_scenes, make_shapes
 
 from .catalog import layer_for
@@ -93,6 +93,7 @@ def explain_maps(model, x, target, layer=None, methods=None, options=None, error
     {title: message} and the method is skipped, now and in later calls with the same dict.
     """
     table, options, maps = registry(), options or {}, {}
+    x = asarray(x, model.device)  # NOTE: host images to a device model's device, once per batch
     with eval_mode(model):  # the logits once, whichever methods run (or fail)
         logits = to_numpy(model.forward(x))
     for name, title in scored(methods).items():
@@ -192,7 +193,8 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
     notes.update(failed)
     res = {m: {k: float(np.concatenate(v).mean()) for k, v in acc[m].items()} for m in acc
            if m not in failed}
-    r = grad_cam(model, scenes.images[:1], int(scenes.labels[0, 0]), layer)  # layer and (u, v)
+    r = grad_cam(model, asarray(scenes.images[:1], model.device), int(scenes.labels[0, 0]),
+                 layer)  # its layer and (u, v)
     u, v = r.coarse.shape[1:]
     return {"model": name, "layer": r.layer, "map_size": (u, v), "tolerance": tol,
             "n_single": n_single, "n_scenes": n_scenes, "seed": seed,

@@ -45,12 +45,10 @@ def fake_device(monkeypatch):
     yield COUNTS
 
 
-@pytest.fixture(params=BACKENDS)
-def xp(request):
-    """The array module under test: numpy, the fake device, or cupy where a GPU is present."""
-    if request.param == "numpy":
+def _array_module(request, name):
+    if name == "numpy":
         return np
-    if request.param == "fake":
+    if name == "fake":
         request.getfixturevalue("fake_device")
         from fakecupy import FAKE
 
@@ -58,6 +56,19 @@ def xp(request):
     import cupy
 
     return cupy
+
+
+@pytest.fixture(params=BACKENDS)
+def xp(request):
+    """The array module under test: numpy, the fake device, or cupy where a GPU is present."""
+    return _array_module(request, request.param)
+
+
+@pytest.fixture(params=BACKENDS[1:])
+def device_xp(request):
+    """The device array modules only (the fake; cupy where a GPU is present), for the tests
+    whose reference is the same workload run on the host."""
+    return _array_module(request, request.param)
 
 
 @pytest.fixture
