@@ -6,6 +6,10 @@ device without a global switch. This is the only file that imports ``cupy``.
 
 Importing minicnn never needs CuPy: the import below is guarded, and asking for
 the ``"cupy"`` device without it raises one clear ``RuntimeError``.
+
+NOTE: ``_cupy`` (the device module, None without CuPy) and ``HAS_CUPY`` are read at call
+time by every function here, so they are the one seam through which the test suite installs
+its strict fake device (tests/fakecupy.py) in place of CuPy on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ def require_cupy():
     if _cupy is None:
         raise RuntimeError(
             "the 'cupy' device needs CuPy: install a prebuilt wheel, e.g. "
-            "pip install 'minicnn-gradcam[gpu]' (cupy-cuda12x)"
+            "pip install 'minicnn-gradcam[gpu]' (cupy-cuda12x, with a CUDA 12 toolkit) "
+            "or 'minicnn-gradcam[gpu-ctk]' (CuPy >= 14 with the CUDA libraries from pip)"
         )
     if not HAS_CUPY:
         raise RuntimeError("the 'cupy' device needs a CUDA GPU, and none was found")
