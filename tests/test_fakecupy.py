@@ -171,3 +171,34 @@ def test_fit_syncs_once_per_epoch(fake_device):
     fake_device.reset()
     model_accuracy(m, X, y, batch_size=3)
     assert fake_device.syncs == 1
+
+
+# --------------------------------------------------------------------------- the GPU benchmark
+@pytest.fixture
+def bench_gpu(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_gpu
+
+    return bench_gpu
+
+
+def test_bench_gpu_prints_every_row_on_the_fake_device(fake_device, bench_gpu, capsys):
+    """The benchmark's code path, torch or not: Grad-CAM, Score-CAM and Ablation-CAM rows."""
+    rows = bench_gpu.main(["--fake"])
+    out = capsys.readouterr().out
+    assert "torch rows skipped" in out
+    assert [(r[0].split()[0], r[1]) for r in rows] == [
+        ("forward", 1), ("grad_cam", 1), ("stop_at", 1), ("forward", 2), ("grad_cam", 2),
+        ("stop_at", 2), ("scorecam", 1), ("ablationcam", 1)]
+    assert fake_device.syncs > 0  # it ran on the fake, synchronising after every timed call
+
+
+def test_bench_gpu_skips_cleanly_without_cupy(bench_gpu, monkeypatch, capsys):
+    import minicnn.backend as backend
+
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "HAS_CUPY", False)
+    assert bench_gpu.main(["--batches", "1"]) == 0
+    assert capsys.readouterr().out.startswith("bench_gpu: skipped: the 'cupy' device needs CuPy")
