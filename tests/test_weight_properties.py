@@ -110,15 +110,10 @@ def test_the_winograd_path_sees_a_new_weight(how):
     np.testing.assert_allclose(conv.forward(x), conv_by_hand(x, W2, b), atol=1e-10)
 
 
-@pytest.mark.gpu
-def test_a_written_weight_moves_to_the_layers_device():
-    if not minicnn.HAS_CUPY:
-        pytest.skip("CuPy with a CUDA device is not available")
-    import cupy
-
+def test_a_written_weight_moves_to_the_layers_device(device_xp):
     fc = minicnn.Sequential([("fc", L.Linear(3, 2, rng=0))]).to("cupy")["fc"]
     fc.weight = np.ones((2, 3))
-    assert isinstance(fc.weight, cupy.ndarray) and fc.weight.dtype == np.float32
+    assert isinstance(fc.weight, device_xp.ndarray) and fc.weight.dtype == np.float32
     host = L.Linear(3, 2, rng=0)
-    host.weight = cupy.ones((2, 3))
+    host.weight = device_xp.ones((2, 3))
     assert isinstance(host.weight, np.ndarray)
