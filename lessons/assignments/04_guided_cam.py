@@ -79,7 +79,8 @@ def check():
     import sys
 
     try:
-        got = {"guided": guided_relu_backward(R, F_IN), "deconvnet": deconvnet_relu_backward(R, F_IN),
+        got = {"guided": guided_relu_backward(R, F_IN),
+               "deconvnet": deconvnet_relu_backward(R, F_IN),
                "dy^c/dA": gap_linear_gradient(W_HEAD, 1, 2, 2), "alpha": cam_alpha(W_HEAD, 1, 2, 2)}
     except NotImplementedError as e:
         print("not implemented yet:", e)

@@ -46,7 +46,9 @@ def auc(curve):
 
 
 # --------------------------------------------------------------------------- your check
-correct_curve = np.array([[9.1105119440e-04, 1.2339457599e-04, 2.4726231566e-03, 8.8079707798e-01, 5.0000000000e-01]])  # see check(): a linear model on 2 x 2 images
+# see check(): a linear model on 2 x 2 images
+correct_curve = np.array([[9.1105119440e-04, 1.2339457599e-04, 2.4726231566e-03,
+                           8.8079707798e-01, 5.0000000000e-01]])
 correct_auc = np.array([0.2834621553])
 
 

@@ -155,7 +155,8 @@ def a3_counterfactual(student, ctx):
     for net, x, c, layer, case, rtol in cases:
         got = student.counterfactual_map(net, x, c, layer)
         diagnose(got, [("your counterfactual map is the Grad-CAM map: negate the gradient "
-                        "(Eq. 7.1) before Eq. (1)", lambda: ref_map(*_weights_of(net, x, c, layer))),
+                        "(Eq. 7.1) before Eq. (1)",
+                        lambda: ref_map(*_weights_of(net, x, c, layer))),
                        ("your counterfactual map is <= 0: negate the weights BEFORE the ReLU",
                         lambda: -ref_map(*_weights_of(net, x, c, layer)))])
         close(got, lambda: ref_counterfactual(net, x, c, layer), "counterfactual map",

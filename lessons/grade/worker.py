@@ -52,6 +52,7 @@ def install_guard(student_path, allowed):
     student = str(Path(student_path).resolve())
     trusted = _trusted_dirs()
     allowed = tuple(allowed)
+    shown = ", ".join(a for a in allowed if a != "__future__")
     real_import, real_import_module = builtins.__import__, importlib.import_module
 
     def untrusted(frame):
@@ -68,7 +69,7 @@ def install_guard(student_path, allowed):
         if top not in allowed:
             raise ForbiddenImport(
                 f"import of {name!r} is not allowed in this assignment (the solution key is "
-                f"off limits; you may import: {', '.join(a for a in allowed if a != '__future__')})")
+                f"off limits; you may import: {shown})")
 
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
         if untrusted(sys._getframe(1)):
@@ -121,7 +122,8 @@ def main(argv):
     except BaseException as e:  # noqa: BLE001  SystemExit, KeyboardInterrupt, SyntaxError ...
         msg = harness.describe(e, path)
         if isinstance(e, SystemExit):
-            msg = f"your file called sys.exit({e.code!r}) while being imported{harness.where(e, path)}"
+            msg = (f"your file called sys.exit({e.code!r}) while being imported"
+                   f"{harness.where(e, path)}")
         _write(outdir, "import", {"error": f"could not import your file: {msg}"})
         return
     _write(outdir, "import", {"error": None})
