@@ -40,10 +40,12 @@ def _spawn(assignment, path, outdir, seed, first):
                                                        if p])
     env.setdefault("OMP_NUM_THREADS", "1")
     err = open(outdir / "stderr.txt", "ab")  # the worker's own traceback, if it ever breaks
+    cwd = outdir / "cwd"  # the student's code starts in an empty folder, not beside the records
+    cwd.mkdir()
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "lessons.grade.worker", assignment.key, str(path), str(outdir),
-             str(seed), str(first)], cwd=outdir, env=env, stdin=subprocess.DEVNULL,
+             str(seed), str(first)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=err)
     finally:
         err.close()

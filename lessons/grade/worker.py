@@ -55,12 +55,15 @@ def install_guard(student_path, allowed):
     shown = ", ".join(a for a in allowed if a != "__future__")
     real_import, real_import_module = builtins.__import__, importlib.import_module
 
+    verdicts = {}  # file name -> untrusted? (imports are frequent: resolve each file once)
+
     def untrusted(frame):
         name = frame.f_code.co_filename
-        if name.startswith("<frozen"):
-            return False
-        path = os.path.realpath(name) if os.path.isabs(name) else name
-        return path == student or not path.startswith(trusted)
+        if name not in verdicts:
+            path = os.path.realpath(name) if os.path.isabs(name) else name
+            verdicts[name] = not name.startswith("<frozen") and (
+                path == student or not path.startswith(trusted))
+        return verdicts[name]
 
     def check(name, level):
         if level:
