@@ -87,7 +87,8 @@ def test_grade_fails_each_untouched_stub(key, tmp_path):
 
 
 def test_grade_each_stubs_check_exits_nonzero_and_each_solutions_check_zero(tmp_path):
-    """check() compares with numbers written into the file: 1 on the stub, 0 once solved."""
+    """check() compares with numbers written into the file: 1 on the stub, 0 once solved, 1
+    with a typical mistake, and then it names the mistake."""
     runner = ("import runpy, sys\ncodes = []\nfor p in sys.argv[1:]:\n    try:\n"
               "        runpy.run_path(p, run_name='__main__')\n        codes.append(None)\n"
               "    except SystemExit as e:\n        codes.append(e.code)\nprint(codes)\n")
@@ -95,12 +96,37 @@ def test_grade_each_stubs_check_exits_nonzero_and_each_solutions_check_zero(tmp_
     for key in KEYS:
         (tmp_path / f"{key}.py").write_text(S.solution_source(key))
         paths.append(str(tmp_path / f"{key}.py"))
+    for name, (key, body) in CHECK_MISTAKES.items():  # a solved file with one mistake
+        (tmp_path / f"{name}.py").write_text(S.solution_source(key).replace(
+            'if __name__ == "__main__":', body + '\nif __name__ == "__main__":'))
+        paths.append(str(tmp_path / f"{name}.py"))
     r = subprocess.run([sys.executable, "-c", runner, *paths], env=ENV, capture_output=True,
                        text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     codes = eval(r.stdout.strip().splitlines()[-1])  # noqa: S307  (our own printed list)
-    assert codes == [1] * len(KEYS) + [0] * len(KEYS), r.stdout
+    assert codes == [1] * len(KEYS) + [0] * len(KEYS) + [1] * len(CHECK_MISTAKES), r.stdout
     assert r.stdout.count("not implemented yet") == len(KEYS)
+    for phrase in ("A convolution layer computes a cross-correlation",
+                   "your weights are exactly Z = u*v = 16 times too large",
+                   "weights of a softmax seed", "exactly K = 4 times too small"):
+        assert r.stdout.count(phrase) == 1, (phrase, r.stdout)
+
+
+# check()'s own hints: a solved file with one typical mistake appended (a later def wins)
+CHECK_MISTAKES = {
+    "flipped": ("A1", "_right = conv2d_backward\n"
+                "def conv2d_backward(dout, cache):\n    x, w, b, s, p, cols = cache\n"
+                "    dx = _right(dout, (x, w[:, :, ::-1, ::-1], b, s, p, cols))[0]\n"
+                "    return (dx,) + _right(dout, cache)[1:]\n"),
+    "summed": ("A3", "def grad_cam_weights(A, dA):\n    return dA.sum(axis=(2, 3))\n"),
+    "softmax": ("A3", "def class_score_gradient(model, x, c, layer):\n"
+                "    z = model.forward(x, keep=[layer])\n    A = model.activations[layer]\n"
+                "    e = np.exp(z - z.max(1, keepdims=True))\n"
+                "    dy = np.eye(z.shape[1])[c] - e / e.sum(1, keepdims=True)\n"
+                "    return A, model.backward(dy, stop_at=layer, need_dw=False)\n"),
+    "mean_k": ("A3", "def grad_cam_map(A, alpha):\n"
+               "    return np.maximum(np.einsum('nk,nkij->nij', alpha, A), 0) / A.shape[1]\n"),
+}
 
 
 @pytest.mark.parametrize("key", KEYS)

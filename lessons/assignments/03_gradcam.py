@@ -94,6 +94,11 @@ correct_map = np.array([[[0.          , 1.1750986647, 1.4598658559, 0.1520228412
       [0.251841331 , 0.6681680602, 0.8279065252, 0.7774299657],
       [0.4722541751, 0.9124501509, 0.1109305888, 0.1317183609],
       [0.2982277892, 0.6382314403, 0.5161790273, 0.1914330397]]])
+# (two typical mistakes: the weights of the seeds dp_c/dlogits and dlog p_c/dlogits)
+alpha_softmax_seed = np.array([[-4.6329023058e-06,  6.2743666140e-05,  1.7222811441e-05, -8.1629808927e-05],
+     [ 8.6365927442e-05, -1.1696587921e-03, -3.2106528133e-04,  1.5217316676e-03]])
+alpha_log_softmax_seed = np.array([[-4.6342752114e-06,  6.2762259481e-05,  1.7227915217e-05, -8.1653998952e-05],
+     [ 8.6848094608e-05, -1.1761888101e-03, -3.2285773747e-04,  1.5302272523e-03]])
 correct_counterfactual = np.array([[[0.420177039 , 0.          , 0.          , 0.          ],
       [0.          , 0.2544035401, 0.4782596785, 0.          ],
       [0.          , 0.          , 0.          , 0.          ],
@@ -134,10 +139,10 @@ def check():
               "over the positions")
     if cam.shape == correct_map.shape and rel_error(cam * 4, correct_map) < 1e-6:
         print("hint: your map is exactly K = 4 times too small: Eq. (2) SUMS over k")
-    if alpha.shape == correct_alpha.shape and not ok and rel_error(alpha, correct_alpha) > 1e-6:
-        print("hint: if alpha is off by a factor that differs per image, check the seed: "
-              "dy^c/dlogits is the one-hot e_c (the score before the softmax), not a softmax "
-              "gradient")
+    for wrong in (alpha_softmax_seed, alpha_log_softmax_seed):
+        if alpha.shape == wrong.shape and rel_error(alpha, wrong) < 1e-6:
+            print("hint: these are the weights of a softmax seed: Grad-CAM differentiates the "
+                  "class SCORE y^c before the softmax, so dy^c/dlogits is the one-hot e_c")
     print("all checks pass: now run the grader" if ok else "some checks fail")
     sys.exit(0 if ok else 1)
 
