@@ -52,7 +52,8 @@ def install_guard(student_path, allowed):
     student = str(Path(student_path).resolve())
     trusted = _trusted_dirs()
     allowed = tuple(allowed)
-    shown = ", ".join(a for a in allowed if a != "__future__")
+    extra = [a for a in allowed if a not in harness.BASE_ALLOWED]
+    shown = ", ".join(["numpy"] + extra) + " and the standard library's math, itertools, copy ..."
     real_import, real_import_module = builtins.__import__, importlib.import_module
 
     verdicts = {}  # file name -> untrusted? (imports are frequent: resolve each file once)
@@ -71,8 +72,8 @@ def install_guard(student_path, allowed):
         top = name.split(".")[0]
         if top not in allowed:
             raise ForbiddenImport(
-                f"import of {name!r} is not allowed in this assignment (the solution key is "
-                f"off limits; you may import: {shown})")
+                f"import of {name!r} is not allowed in this assignment: you may import "
+                f"{shown} (the library is the solution key)")
 
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
         if untrusted(sys._getframe(1)):
