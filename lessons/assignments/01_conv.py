@@ -24,6 +24,13 @@ Shapes and the matrix form (lesson 01):
     dcols = w_mat^T @ dout_mat;  dx = col2im(dcols)                                     (1.5)
     db = dout summed over n, oh, ow                                                     (1.6)
 with dout_mat = dout arranged like out_mat: (F, N*OH*OW).
+
+Written questions (answer them in a few sentences each):
+1. Why is col2im the adjoint of im2col, and how could you test that without a reference?
+2. With stride 1 and a 3 x 3 kernel, how many windows cover a pixel? What happens to dx if
+   col2im writes `=` instead of `+=`?
+3. The layer computes a cross-correlation. Where, if anywhere, does a flipped kernel appear
+   in its backward pass?
 """
 
 import numpy as np

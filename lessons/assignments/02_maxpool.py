@@ -21,6 +21,11 @@ these equations and prints no code for them: write them yourself.
     out[n, c, oh, ow] = max_{i,j} x[n, c, oh*s + i, ow*s + j]                   (lesson 02, Eq. 2.1)
     dx[n, c, oh*s + i*, ow*s + j*] += dout[n, c, oh, ow],  (i*, j*) = first argmax   (Eq. 2.2)
     OH = (H - K) // s + 1   (no padding here)
+
+Written questions (answer them in a few sentences each):
+1. Why must the backward choose ONE maximum on a tie, and why the first?
+2. Why are ties common in real networks?
+3. With overlapping windows, can one pixel receive gradient from two windows?
 """
 
 import numpy as np

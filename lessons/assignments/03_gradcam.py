@@ -20,6 +20,12 @@ score BEFORE the softmax):
     alpha_k^c = (1/Z) sum_{i,j} dy^c/dA^k_ij                              Eq. (1)
     L^c = ReLU( sum_k alpha_k^c A^k )                                     Eq. (2)
     counterfactual: Eq. (1) with -dy^c/dA, then Eq. (2)                  (lesson 07, Eq. 7.1)
+
+Written questions (answer them in a few sentences each):
+1. Why seed the backward with the one-hot e_c rather than the gradient of the softmax?
+2. Your weights come out exactly 49 times too large on a 7 x 7 layer. What did you do, and
+   does it change the normalised heatmap?
+3. Why is ReLU(-sum_k alpha_k A^k) the counterfactual map, and not -ReLU(sum_k alpha_k A^k)?
 """
 
 import numpy as np
@@ -95,10 +101,12 @@ correct_map = np.array([[[0.          , 1.1750986647, 1.4598658559, 0.1520228412
       [0.4722541751, 0.9124501509, 0.1109305888, 0.1317183609],
       [0.2982277892, 0.6382314403, 0.5161790273, 0.1914330397]]])
 # (two typical mistakes: the weights of the seeds dp_c/dlogits and dlog p_c/dlogits)
-alpha_softmax_seed = np.array([[-4.6329023058e-06,  6.2743666140e-05,  1.7222811441e-05, -8.1629808927e-05],
-     [ 8.6365927442e-05, -1.1696587921e-03, -3.2106528133e-04,  1.5217316676e-03]])
-alpha_log_softmax_seed = np.array([[-4.6342752114e-06,  6.2762259481e-05,  1.7227915217e-05, -8.1653998952e-05],
-     [ 8.6848094608e-05, -1.1761888101e-03, -3.2285773747e-04,  1.5302272523e-03]])
+alpha_softmax_seed = np.array(
+    [[-4.6329023058e-06, 6.2743666140e-05, 1.7222811441e-05, -8.1629808927e-05],
+     [8.6365927442e-05, -1.1696587921e-03, -3.2106528133e-04, 1.5217316676e-03]])
+alpha_log_softmax_seed = np.array(
+    [[-4.6342752114e-06, 6.2762259481e-05, 1.7227915217e-05, -8.1653998952e-05],
+     [8.6848094608e-05, -1.1761888101e-03, -3.2285773747e-04, 1.5302272523e-03]])
 correct_counterfactual = np.array([[[0.420177039 , 0.          , 0.          , 0.          ],
       [0.          , 0.2544035401, 0.4782596785, 0.          ],
       [0.          , 0.          , 0.          , 0.          ],

@@ -21,6 +21,11 @@ ReLU backward rules, f = the ReLU's forward input, R = the signal from above (le
     deconvnet        R_in = max(R, 0)                                   (6.2)
     guided backprop  R_in = R * [f > 0] * [R > 0]                       (6.3)
 CAM head (lesson 04): A (K, u, v) -> F_k = (1/Z) sum_ij A^k_ij -> y = W F + b, Z = u*v   (4.1)
+
+Written questions (answer them in a few sentences each):
+1. Which of the three ReLU rules computes a derivative? Why are the other two used?
+2. On a GAP + linear head, why is alpha_k = w_k^c / Z, and when does the factor 1/Z matter?
+3. Why take ReLU'(0) = 0, and why does the grader test inputs that are exactly 0?
 """
 
 import numpy as np

@@ -24,6 +24,12 @@ factor exp(S^c) cancels in alpha (Eqs. 13-19). With dA = dS^c/dA, (N, K, u, v):
 
 Leave the common per-image factor exp(S^c) out of w (it changes neither alpha nor the map's
 shape, and overflows float32 for a score above 88.7).
+
+Written questions (answer them in a few sentences each):
+1. Why do the second and third derivatives reduce to powers of the first (Eqs. 13-19)?
+2. When do Grad-CAM and Grad-CAM++ weight a channel differently (several objects of the
+   same class in one image)?
+3. Why can the factor exp(S^c) be left out of w?
 """
 
 import numpy as np

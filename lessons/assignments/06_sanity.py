@@ -17,6 +17,11 @@ refuses any other import, however it is spelled.
 
     rank(a): the ranks 0..n-1 of a's entries (flattened); tied entries share the AVERAGE rank
     rho(a, b) = Pearson's correlation of rank(a) and rank(b); 0.0 when either map is constant
+
+Written questions (answer them in a few sentences each):
+1. What does it mean that a method 'passes' the cascading randomisation test?
+2. Why must tied values share the average of their ranks, for Grad-CAM maps especially?
+3. In check(), randomising fc leaves rho = 1. What does that say about the 'map' used there?
 """
 
 import numpy as np

@@ -19,6 +19,11 @@ any other import, however it is spelled.
     step t = 0..steps: the first (t * H * W) // steps pixels of the order set to 0 in every
              channel (the "zeros" baseline); curve[n, t] = softmax(logits)[n, c[n]]
     AUC    = the trapezoid rule on t / steps in [0, 1]
+
+Written questions (answer them in a few sentences each):
+1. Is a low or a high deletion AUC good, and why?
+2. Why follow the class probability rather than the logit?
+3. Which artefacts can the zeros baseline introduce?
 """
 
 import numpy as np
