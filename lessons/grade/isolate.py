@@ -77,7 +77,7 @@ def run_student(assignment, path, seed):
     """Each part's record (log, arrays, end) or the one-line reason it has none."""
     n = len(assignment.parts)
     records = [None] * n
-    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="grade-", ignore_cleanup_errors=True) as tmp:
         first, attempt = 0, 0
         while first < n:
             outdir = Path(tmp) / f"run{attempt}"
