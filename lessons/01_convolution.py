@@ -130,10 +130,9 @@ print(f"loops {1e3 * t_loop:.1f} ms, reference {1e3 * t_ref:.1f} ms, kernels {1e
 #     dx_pad[n, c, oh*s + i, ow*s + j] += sum_f dout[n, f, oh, ow] * w[f, c, i, j]         (1.5)
 #     db[f]           = sum_{n,oh,ow} dout[n, f, oh, ow]                                      (1.6)
 #
-# and dx is dx_pad without its padded border. In the loop version:
-
-# %%
-C.show(naive.conv2d_backward)
+# and dx is dx_pad without its padded border. Writing this backward yourself, in the matrix
+# form of section 4, is assignment A1 (`lessons/assignments/01_conv.py`): the lesson calls the
+# library's backward and does not print it.
 
 # %% [markdown]
 # ## 4. Gradient checking
@@ -165,10 +164,10 @@ C.check("db relative error", rel_error(db, num_db), about=1e-10, below=1e-6)
 # col2im of w_mat^T @ dout_mat: each column of window gradients added back onto its window.
 # That is the reference backward, and it must agree with the loop backward (the test suite
 # checks both tiers against the loops on hypothesis-drawn geometries in
-# `tests/test_naive_vs_fast.py`, and every fast path in `tests/test_tiers.py`):
+# `tests/test_naive_vs_fast.py`, and every fast path in `tests/test_tiers.py`; writing it, with
+# col2im, is assignment A1):
 
 # %%
-C.show(functional.conv2d_backward)
 fdx, fdw, fdb = functional.conv2d_backward(dout, ref_cache)
 C.check("reference vs loop backward, max relative error",
         max(rel_error(dx, fdx), rel_error(dw, fdw), rel_error(db, fdb)), about=1e-16, below=1e-12)

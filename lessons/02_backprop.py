@@ -30,8 +30,9 @@ from minicnn.gradcheck import numerical_vjp, rel_error
 # (like PyTorch) gives all of it to the FIRST maximum in row-major order of the window.
 
 # %%
-C.show(naive.maxpool2d_forward)
-C.show(naive.maxpool2d_backward)
+# Writing (2.1) and (2.2) yourself, with the tie rule, is assignment A2
+# (`lessons/assignments/02_maxpool.py`): the lesson calls the library's loops, it does not
+# print them.
 
 # %% [markdown]
 # A gradient check needs a point where the max is differentiable: distinct values, so that
@@ -80,10 +81,10 @@ C.expect("first-max rule: all gradient to the top-left", first.sum() == 1 and fi
 #     Linear:  y = x W^T + b,          dx = dout W,   dW = dout^T x,   db = sum_n dout      (2.4)
 #
 # W is (out, in) as in PyTorch. ReLU's derivative at exactly 0 is taken as 0. `relu_backward`
-# also holds two other rules (deconvnet, guided) that lesson 06 uses for pixel-space maps.
+# also holds two other rules (deconvnet, guided) that lesson 06 uses for pixel-space maps (and
+# assignment A4 asks you to write, so it is not printed here).
 
 # %%
-C.show(functional.relu_backward)
 C.show(functional.linear_backward)
 
 # %%

@@ -38,7 +38,8 @@ from minicnn.gradcheck import rel_error
 # the model itself never changes:
 
 # %%
-C.show(functional.relu_backward)
+# Writing (6.2) and (6.3) yourself is assignment A4 (`lessons/assignments/04_guided_cam.py`):
+# the lesson calls `functional.relu_backward` and does not print it.
 C.show(guided.input_gradient)
 
 f = np.array([-1.0, 2.0, -3.0, 4.0])  # forward input of a ReLU

@@ -5,31 +5,37 @@
     python -m lessons.grade --solutions               # teachers: the reference must pass everything
     python -m lessons.grade --solutions A3            # ... for one assignment
     python -m lessons.grade --list                    # the assignments and their parts
+    python path/to/lessons/grade A1 file.py           # the same, from any folder
 
-Run it from the repository root (``lessons`` is a package there). Each part runs in its own
-``try``: a stub (``NotImplementedError``), a crash or a wrong answer becomes one FAIL line with
-what differed and a hint, never a traceback. A part that runs longer than
-``harness.PART_TIME_LIMIT`` seconds fails as well (where the OS has SIGALRM). The checks use a
-visible case (seed 0, the one in the student's own ``check()``), hidden random cases (seeded
-from ``HIDDEN_SEED``, or ``--seed``), and gradient checks with ``minicnn.gradcheck``. The exit
-status is 0 only when every part passes (1 otherwise, 2 for a usage error).
+A student's file runs in a process of its own (``isolate.py`` -> ``worker.py``) under a
+wall-clock limit that covers its import: exiting (``sys.exit``, ``os._exit``), looping forever,
+swallowing exceptions or raising KeyboardInterrupt there costs that part (or, at import, every
+part) and prints one FAIL line, never a traceback, never a hang. Imports there pass an
+allow-list (NumPy and a few standard modules) where they happen, however the name is spelled.
+The checks run in THIS process, on the arrays the student's code returned, against references
+computed here, so nothing the student's code patches can pass them. The exit status is 0 only
+when every part passes (1 otherwise, 2 for a usage error).
 
-``--solutions`` grades the reference: the library functions themselves where an assignment
-asks for the library's own signature (A1: ``minicnn.naive.conv2d_*``, A2:
-``minicnn.naive.maxpool2d_*``), otherwise thin compositions of library calls (A3, A4; see
-``reference`` in ``a3_gradcam.py`` and ``a4_guided_cam.py``).
+``--solutions`` grades the reference in this process: the library's functions in the
+assignment's signatures, or (A6, A7) a reference written out in the assignment's module.
 
 The package:
-    harness.py        what every assignment uses: Part, Assignment, the checks (close,
-                      grad_close), loading a student's file, the forbidden-import check,
-                      running the parts under a time limit, the score and the report (grade)
-    a1_conv.py        A1 (assignments/01_conv.py): convolution forward and backward
+    harness.py        Part, Assignment, Context (direct / record / replay), the Student proxy,
+                      the checks (close, diagnose, grad_close), the one-line messages
+    worker.py         the student's process: the import allow-list, recording each part
+    isolate.py        this process: spawn and watch the worker, replay and check, the report
+    a1_conv.py        A1 (assignments/01_conv.py): col2im and the convolution's backward
     a2_maxpool.py     A2 (assignments/02_maxpool.py): max pooling and the tie rule
-    a3_gradcam.py     A3 (assignments/03_gradcam.py): Grad-CAM's weights and map, counterfactual
+    a3_gradcam.py     A3 (assignments/03_gradcam.py): Grad-CAM from a model, counterfactual map
     a4_guided_cam.py  A4 (assignments/04_guided_cam.py): the ReLU rules, the CAM identity
+    a5_gradcam_pp.py  A5 (assignments/05_gradcam_pp.py): Grad-CAM++ from the closed form
+    a6_sanity.py      A6 (assignments/06_sanity.py): the cascading randomisation test
+    a7_deletion.py    A7 (assignments/07_deletion.py): the deletion curve and its AUC
     __init__.py       this face: the table ASSIGNMENTS, find, and the command line (main)
 Each assignment module's docstring says what it asks, its parts and points, and how its hidden
-cases are drawn. To add an assignment, write its module and add it to ASSIGNMENTS below.
+cases are drawn. To add an assignment, write its module and add it to ASSIGNMENTS below. The
+written questions of each assignment and their model answers are in
+``lessons/teachers/assignments.md``.
 """
 
 from __future__ import annotations
@@ -42,16 +48,20 @@ from .a1_conv import A1
 from .a2_maxpool import A2
 from .a3_gradcam import A3
 from .a4_guided_cam import A4
-from .harness import (HIDDEN_SEED, Assignment, Context, Fail, Part, close, forbidden_uses,
-                      grad_close, grade, load_student, run_part)
+from .a5_gradcam_pp import A5
+from .a6_sanity import A6
+from .a7_deletion import A7
+from .harness import HIDDEN_SEED, Assignment, Context, Fail, Part, close, grad_close, run_part
+from .isolate import grade, run_student
 
-# The settings read at run time (PART_TIME_LIMIT, GRAD_TOL) stay in harness: set them there.
-__all__ = ["A1", "A2", "A3", "A4", "ASSIGNMENTS", "ASSIGNMENTS_DIR", "HIDDEN_SEED", "Assignment",
-           "Context", "Fail", "Part", "close", "find", "forbidden_uses", "grad_close", "grade",
-           "load_student", "main", "run_part"]
+# The settings read at run time (PART_TIME_LIMIT, IMPORT_TIME_LIMIT, GRAD_TOL) stay in harness:
+# set them there.
+__all__ = ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "ASSIGNMENTS", "ASSIGNMENTS_DIR",
+           "HIDDEN_SEED", "Assignment", "Context", "Fail", "Part", "close", "find", "grad_close",
+           "grade", "main", "run_part", "run_student"]
 
 ASSIGNMENTS_DIR = Path(__file__).resolve().parent.parent / "assignments"
-ASSIGNMENTS = {a.key: a for a in (A1, A2, A3, A4)}
+ASSIGNMENTS = {a.key: a for a in (A1, A2, A3, A4, A5, A6, A7)}
 
 
 def find(name):
@@ -78,7 +88,7 @@ def main(argv=None):
     """The command line; returns the exit status (0 all pass, 1 some fail, 2 usage error)."""
     parser = argparse.ArgumentParser(prog="python -m lessons.grade",
                                      description="Grade an assignment of lessons/assignments/.")
-    parser.add_argument("assignment", nargs="?", help="A1..A4 (or 01, conv, 01_conv.py); "
+    parser.add_argument("assignment", nargs="?", help="A1..A7 (or 01, conv, 01_conv.py); "
                         "with --solutions, 'all' or nothing grades every assignment")
     parser.add_argument("file", nargs="?", help="the student's file (default: the file in "
                         "lessons/assignments/)")
@@ -96,7 +106,7 @@ def main(argv=None):
             chosen = list(ASSIGNMENTS.values())
         elif args.assignment is None:
             parser.print_usage(sys.stderr)
-            print("grade: error: name an assignment (A1..A4), or use --solutions or --list",
+            print("grade: error: name an assignment (A1..A7), or use --solutions or --list",
                   file=sys.stderr)
             return 2
         else:
@@ -113,6 +123,10 @@ def main(argv=None):
         if not args.solutions and not path.is_file():
             print(f"grade: error: no such file: {path}", file=sys.stderr)
             return 2
-        points, total = grade(a, path, args.solutions, args.seed)
+        try:
+            points, total = grade(a, path, args.solutions, args.seed)
+        except KeyboardInterrupt:  # the user's Ctrl-C (a student's code cannot raise it here)
+            print("grade: interrupted", file=sys.stderr)
+            return 130
         all_pass &= points == total
     return 0 if all_pass else 1

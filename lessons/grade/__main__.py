@@ -1,7 +1,13 @@
-"""``python -m lessons.grade ...``: the command line (see ``lessons/grade/__init__.py``)."""
+"""``python -m lessons.grade ...`` (or ``python path/to/lessons/grade ...`` from any folder)."""
 
 import sys
 
-from . import main
+if not __package__:  # run as a folder: put the checkout on the path, then import the package
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from lessons.grade import main
+else:
+    from . import main
 
 sys.exit(main())

@@ -4,16 +4,18 @@ The student writes (lessons 04-06) ``guided_relu_backward(dout, x)`` (guided bac
 Springenberg et al., arXiv:1412.6806, lesson 06 Eq. 6.3), ``deconvnet_relu_backward(dout, x)``
 (Eq. 6.2), ``gap_linear_gradient(W, c, u, v) -> dy^c/dA`` (K, u, v) for a GAP + linear head
 (lesson 04, Eq. 4.1), and ``cam_alpha(W, c, u, v)``: the Grad-CAM weights (arXiv:1610.02391v4,
-Eq. 1) on that head, w^c / Z with Z = u*v (CAM, arXiv:1512.04150). The solution key, which the
-file must not use, is ``gradcam``, ``minicnn.functional``, ``minicnn.layers`` and
-``minicnn.model``; ``--solutions`` grades thin compositions of library calls (``reference``).
+Eq. 1) on that head, w^c / Z with Z = u*v (CAM, arXiv:1512.04150). Lesson 06 states the rules
+and prints no code for them. The file may import NumPy only; ``--solutions`` grades thin
+compositions of library calls (``reference``).
 
 Parts (7 points):
     1. guided_relu_backward on 4 hidden arrays (2), against
-       ``minicnn.functional.relu_backward(dout, x > 0, "guided")``.
+       ``minicnn.functional.relu_backward(dout, x > 0, "guided")``; the plain gradient and the
+       deconvnet rule get their own messages.
     2. deconvnet_relu_backward on the same arrays (1), against the "deconvnet" rule.
     3. gap_linear_gradient on 3 hidden heads (2): a gradient check against central differences
-       of the library's GAP and linear forwards (no bias).
+       of the library's GAP and linear forwards (no bias); w^c at every position (Z times too
+       large) gets its own message.
     4. cam_alpha on 3 hidden networks (2): against the weights of a real
        ``gradcam.grad_cam(net, x, c, layer="relu")`` run; alpha == w^c (CAM's weight, the
        factor Z forgotten) gets its own message.
@@ -34,19 +36,30 @@ import types
 
 import numpy as np
 
-from .harness import Assignment, Fail, Part, as_array, close, grad_close
+from .harness import Assignment, Part, close, diagnose, grad_close
 
 
-def a4_rule(mod, ctx, rule):
+def _rule(dout, x, rule):
     from minicnn import functional
 
-    fn = mod.guided_relu_backward if rule == "guided" else mod.deconvnet_relu_backward
+    return functional.relu_backward(dout, x > 0, rule)
+
+
+def a4_rule(student, ctx, rule):
+    fn = student.guided_relu_backward if rule == "guided" else student.deconvnet_relu_backward
     for k in range(4):
         r = ctx.rng(1000 + k)
         shape = tuple(int(t) for t in r.integers(1, 6, 3))
         x, dout = r.standard_normal(shape), r.standard_normal(shape)
         x[r.random(shape) < 0.1] = 0.0  # ReLU'(0) = 0, as in PyTorch
-        close(fn(dout, x), functional.relu_backward(dout, x > 0, rule), "dx",
+        got = fn(dout, x)
+        if rule == "guided":
+            diagnose(got, [("that is the plain gradient (6.1): guided backprop ALSO zeroes the "
+                            "negative signals from above", lambda: _rule(dout, x, "standard")),
+                           ("that is the deconvnet rule (6.2): guided backprop ALSO needs the "
+                            "unit active in the forward pass", lambda: _rule(dout, x,
+                                                                             "deconvnet"))])
+        close(got, lambda: _rule(dout, x, rule), "dx",
               case=f"shape {shape}, some forward inputs exactly 0")
 
 
@@ -62,7 +75,7 @@ def _gap_fc(W, c):
     return f
 
 
-def a4_gap_gradient(mod, ctx):
+def a4_gap_gradient(student, ctx):
     from minicnn.gradcheck import numerical_vjp
 
     for k in range(3):
@@ -71,11 +84,14 @@ def a4_gap_gradient(mod, ctx):
         W, c = r.standard_normal((classes, K)), int(r.integers(0, classes))
         A = r.standard_normal((K, u, v))
         case = f"W {W.shape}, c = {c}, u x v = {u} x {v}"
-        got = mod.gap_linear_gradient(W, c, u, v)
-        grad_close(got, numerical_vjp(_gap_fc(W, c), A, 1.0), "dy^c/dA", case)
+        got = student.gap_linear_gradient(W, c, u, v)
+        diagnose(got, [(f"dy^c/dA is exactly Z = u*v = {u * v} times too large: the average "
+                        "F_k = (1/Z) sum_ij A^k_ij passes 1/Z to each position",
+                        lambda: np.broadcast_to(W[c][:, None, None], (K, u, v)))])
+        grad_close(got, lambda: numerical_vjp(_gap_fc(W, c), A, 1.0), "dy^c/dA", case)
 
 
-def a4_cam_alpha(mod, ctx):
+def a4_cam_alpha(student, ctx):
     import gradcam
     from minicnn import Sequential
     from minicnn import layers as L
@@ -89,12 +105,11 @@ def a4_cam_alpha(mod, ctx):
         x = r.standard_normal((1, 2, u, v))
         c = int(r.integers(0, classes))
         W = net["fc"].params["weight"]
-        expected = gradcam.grad_cam(net, x, c, layer="relu").weights[0]
-        got = as_array(mod.cam_alpha(W, c, u, v), "alpha")
-        if got.shape == W[c].shape and np.allclose(got, W[c]):
-            raise Fail("alpha equals w^c exactly: that is CAM's weight, not Eq. (1)'s average "
-                       f"of the gradient over the {u} x {v} positions")
-        close(got, expected, "alpha", case=f"a random GAP net, K = {K}, u x v = {u} x {v}")
+        got = student.cam_alpha(W, c, u, v)
+        diagnose(got, [("alpha equals w^c exactly: that is CAM's weight, not Eq. (1)'s average "
+                        f"of the gradient over the {u} x {v} positions", lambda: W[c])])
+        close(got, lambda: gradcam.grad_cam(net, x, c, layer="relu").weights[0], "alpha",
+              case=f"a random GAP net, K = {K}, u x v = {u} x {v}")
 
 
 def reference():
@@ -120,9 +135,7 @@ def reference():
 A4 = Assignment("A4", "04_guided_cam.py", "guided ReLU rule, deconvnet rule, the CAM identity",
                 ("guided_relu_backward", "deconvnet_relu_backward", "gap_linear_gradient",
                  "cam_alpha"),
-                ("gradcam", "minicnn.functional", "minicnn.kernels", "minicnn.naive",
-                 "minicnn.naive_layers", "minicnn.layers", "minicnn.model", "minicnn.container"),
-                reference,
+                (), reference,
                 "minicnn.functional.relu_backward, linear/GAP backward, gradcam.grad_cam_weights", [
     Part("guided_relu_backward: Eq. (6.3) on hidden arrays", 2,
          "the signal passes only where BOTH hold: the unit was active in the forward pass (an "
