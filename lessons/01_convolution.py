@@ -17,7 +17,16 @@ import time
 
 import numpy as np
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 from minicnn import functional, im2col, kernels, naive
 from minicnn.data import make_shapes
 from minicnn.gradcheck import numerical_vjp, rel_error
