@@ -158,9 +158,32 @@ C.check("Z * Grad-CAM vs ReLU(CAM), relative error", rel_error(Z * rg.coarse, rc
         about=1e-16, below=1e-12)
 C.check("normalised heatmaps, max |difference|", float(np.abs(rg.heatmap - rc.heatmap).max()),
         about=1e-16, below=1e-12)
-# prints: layer relu4  Z = 256; all three errors 0.0e+00. Exactly 0, not just 1e-16: the
-# backward computes w_k^c / 256 at every position, the mean of 256 equal numbers is that
-# number, and dividing by a power of two is exact in binary floating point.
+# prints: layer relu4  Z = 256; all three errors 0.0e+00.
+
+# %% [markdown]
+# Exactly 0, not just 1e-16. Why? The backward puts w_k^c / 256 at every position (dividing
+# by a power of two is exact in binary floating point), and Eq. (1) averages those 256 equal
+# numbers. Summing copies of a number is NOT exact in float64 in general: 3v, 5v, ... need
+# more mantissa bits than v has, and the running sums round. It is exact here because the
+# weights were float32 before `astype("float64")`: a 24-bit mantissa leaves 29 spare bits,
+# so every partial sum of up to 256 copies (8 more bits) is exact, and so is the division by
+# 256. The same test on 1000 numbers, once with full float64 mantissas, once born float32:
+
+# %%
+def mean_of_copies(v):
+    """Eq. (1) on maps that hold v_k at all 16 x 16 positions: mean over (u, v)."""
+    return np.repeat(v[:, None], 256, axis=1).reshape(len(v), 16, 16).mean(axis=(1, 2))
+
+
+v64 = C.rng(5).standard_normal(1000)  # 53-bit mantissas
+v32 = v64.astype(np.float32).astype(np.float64)  # 24-bit mantissas, as the shipped weights
+n64, n32 = int((mean_of_copies(v64) != v64).sum()), int((mean_of_copies(v32) != v32).sum())
+print(f"mean of 256 copies != the number: float64-born {n64} of 1000, float32-born {n32} of 1000")
+# prints: mean of 256 copies != the number: float64-born 702 of 1000, float32-born 0 of 1000
+C.expect("float32-born numbers average exactly", n32 == 0)
+C.expect("full float64 numbers often do not (the negative control)", n64 > 100)
+
+# %%
 
 
 def spread(dA):
