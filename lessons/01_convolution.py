@@ -250,13 +250,16 @@ print("windows per pixel, stride 2, first row:", counts[1][0].astype(int))
 # prints: windows per pixel, stride 2, first row: [1 2 1 2 1 2 1 2 1 2 1 2 1 2 1]
 # (row 0 lies in one row of windows, row 1 in two)
 
-fig = C.figure(10, 2.8)
+fig = C.figure(12.5, 2.8)
 axes = fig.subplots(1, 4)
 lim = np.abs(w1).max()
 C.im(axes[0], w1[0, 0], "filter w (5x5)", cmap="RdBu_r", vmin=-lim, vmax=lim)
-C.im(axes[1], dx_one[0, 0], "dx for dout one-hot at (6, 9)", cmap="RdBu_r", vmin=-lim, vmax=lim)
-C.im(axes[2], counts[0], "windows per pixel, stride 1 (4..9)", cmap="viridis")
-C.im(axes[3], counts[1], "windows per pixel, stride 2 (1, 2, 4)", cmap="viridis")
+C.colorbar(C.im(axes[1], dx_one[0, 0], "dx for dout one-hot at (6, 9)", cmap="RdBu_r",
+                vmin=-lim, vmax=lim))  # one scale for both: the same numbers, moved
+C.colorbar(C.im(axes[2], counts[0], "windows per pixel, stride 1", cmap="viridis"),
+           ticks=[4, 6, 9])
+C.colorbar(C.im(axes[3], counts[1], "windows per pixel, stride 2", cmap="viridis"),
+           ticks=[1, 2, 4])
 C.save(fig, "01_conv_backward.png")
 
 # %% [markdown]

@@ -221,7 +221,8 @@ for (i, j), v in np.ndenumerate(confusion):
     ax.text(j, i, str(v), ha="center", va="center", color=colour)
 ax.set_xticks(range(4), CLASSES, rotation=30)
 ax.set_yticks(range(4), CLASSES)
-ax.set(xlabel="predicted", ylabel="true", title=f"validation after update_bn, accuracy {acc_bn:.3f}")
+ax.set(xlabel="predicted", ylabel="true")
+ax.set_title(f"validation after update_bn\naccuracy {acc_bn:.3f}", fontsize=10)  # fits its panel
 C.save(fig, "03_learned.png")
 
 # %% [markdown]

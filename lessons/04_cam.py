@@ -119,20 +119,21 @@ print(f"their share of y^c - b_c: {contrib[top].sum():.3f} of {contrib.sum():.3f
 # their share of y^c - b_c: 5.828 of 8.479
 
 img = viz.chw_to_rgb(scenes.images[n])
-fig = C.figure(16, 2.3)
+fig = C.figure(17, 2.3)
 axes = fig.subplots(1, 9)
 C.im(axes[0], img, f"scene, class '{model.class_names[c[n]]}'")
 for ax, k in zip(axes[1:7], top):
     C.im(ax, A[n, k], f"A^{k}  (w = {W[c[n], k]:+.2f})", cmap="viridis")
 lim = np.abs(r.linear_map[n]).max()
-C.im(axes[7], r.linear_map[n], "M_c = sum_k w_k^c A^k", cmap="RdBu_r", vmin=-lim, vmax=lim)
+C.colorbar(C.im(axes[7], r.linear_map[n], "M_c = sum_k w_k^c A^k", cmap="RdBu_r", vmin=-lim,
+                vmax=lim))
 C.im(axes[8], viz.overlay(img, r.heatmap[n]), "ReLU(M_c), upsampled")
 C.save(fig, "04_cam_decomposition.png")
 
 # %%
 ra = gradcam.cam(model, scenes.images, scenes.labels[:, 0])
 rb = gradcam.cam(model, scenes.images, scenes.labels[:, 1])
-fig = C.figure(9, 2.3 * len(scenes.images))
+fig = C.figure(9.8, 2.3 * len(scenes.images))
 axes = fig.subplots(len(scenes.images), 4, squeeze=False)
 for i in range(len(scenes.images)):
     img = viz.chw_to_rgb(scenes.images[i])
@@ -142,8 +143,8 @@ for i in range(len(scenes.images)):
     C.im(axes[i, 1], viz.overlay(img, ra.heatmap[i]), f"CAM '{na}'")
     C.im(axes[i, 2], viz.overlay(img, rb.heatmap[i]), f"CAM '{nb}'")
     lim = np.abs(ra.linear_map[i]).max()
-    C.im(axes[i, 3], ra.linear_map[i], f"M_c '{na}' before ReLU", cmap="RdBu_r", vmin=-lim,
-         vmax=lim)
+    C.colorbar(C.im(axes[i, 3], ra.linear_map[i], f"M_c '{na}' before ReLU", cmap="RdBu_r",
+                    vmin=-lim, vmax=lim))
 C.save(fig, "04_cam_scenes.png")
 
 # %% [markdown]

@@ -216,7 +216,7 @@ top = np.argsort(-r.weights[n])[:3]
 print(f"alpha > 0 for {(r.weights[n] > 0).sum()} of {r.weights.shape[1]} channels; "
       f"largest {r.weights[n].max():.4f}")
 # prints: alpha > 0 for 27 of 64 channels; largest 0.0026
-fig = C.figure(16, 2.6)
+fig = C.figure(17.5, 2.6)
 axes = fig.subplots(1, 8)
 C.im(axes[0], img, f"class '{r.class_names[n]}'")
 axes[1].bar(np.arange(r.weights.shape[1]), np.sort(r.weights[n])[::-1], width=1.0)
@@ -226,8 +226,9 @@ axes[1].tick_params(labelsize=7)
 for ax, k in zip(axes[2:5], top):
     C.im(ax, r.activations[n, k], f"A^{k} (alpha {r.weights[n, k]:+.3f})", cmap="viridis")
 lim = np.abs(r.linear_map[n]).max()
-C.im(axes[5], r.linear_map[n], "sum_k alpha_k A^k", cmap="RdBu_r", vmin=-lim, vmax=lim)
-C.im(axes[6], r.coarse[n], "ReLU: Eq. (2), 16x16", cmap="jet")
+C.colorbar(C.im(axes[5], r.linear_map[n], "sum_k alpha_k A^k", cmap="RdBu_r", vmin=-lim,
+                vmax=lim))
+C.colorbar(C.im(axes[6], r.coarse[n], "ReLU: Eq. (2), 16x16", cmap="jet"))
 C.im(axes[7], viz.overlay(img, r.heatmap[n]), "upsampled heatmap")
 C.save(fig, "05_gradcam_steps.png")
 

@@ -231,7 +231,7 @@ C.expect("our own map is recognised", compare(r.heatmap[0], ours, x[:1], int(c[0
 
 # %%
 forgot = variants["forgot eval() (train mode)"]
-fig = C.figure(11, 2.4 * len(x))
+fig = C.figure(11.6, 2.4 * len(x))
 axes = fig.subplots(len(x), 5, squeeze=False)
 for i in range(len(x)):
     img = viz.chw_to_rgb(x[i])
@@ -240,7 +240,8 @@ for i in range(len(x)):
     for j, (cell, title) in enumerate(cells):
         C.im(axes[i, j], cell, title if i == 0 else None)
     diff = np.abs(theat[i] - r.heatmap[i])
-    C.im(axes[i, 3], diff, "|difference|" if i == 0 else None, cmap="magma", vmin=0, vmax=1)
+    C.colorbar(C.im(axes[i, 3], diff, "|difference|" if i == 0 else None, cmap="magma", vmin=0,
+                    vmax=1), ticks=[0, 0.5, 1])
     axes[i, 3].set_xlabel(f"max {diff.max():.1e}", fontsize=8)
     C.im(axes[i, 4], viz.overlay(img, np.clip(forgot[i], 0, 1)),
          "PyTorch, forgot eval()" if i == 0 else None)
@@ -249,15 +250,15 @@ C.save(fig, "10_torch_vs_minicnn.png")
 
 # %%
 names = list(conventions.PRESETS)
-fig = C.figure(2.3 * 4, 2.5 * 2)
+fig = C.figure(2.8 * 4, 2.5 * 2)
 axes = fig.subplots(2, 4)
 for ax, name in zip(axes.flat, names):
     m = conventions.apply(name, r.activations[:1], r.gradients[:1], size=(64, 64))[0]
     if name == "captum":
         lim = np.abs(m).max()
-        C.im(ax, m, name, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        C.colorbar(C.im(ax, m, name, cmap="RdBu_r", vmin=-lim, vmax=lim))
     else:
-        C.im(ax, m, name, cmap="jet")
+        C.colorbar(C.im(ax, m, name, cmap="jet"))
     ax.set_xlabel(f"{m.shape[0]}x{m.shape[1]}, range {np.nanmin(m):.3g}..{np.nanmax(m):.3g}",
                   fontsize=7)
 C.save(fig, "10_conventions.png")

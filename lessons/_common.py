@@ -7,6 +7,7 @@
     C.save(fig, "01_edges.png")           # -> $LESSONS_OUT or lessons/out/, written atomically;
                                           #    in a notebook it also shows inline
     C.check("dx", err, about=1e-9, below=1e-6)   # print an error and stop the lesson if too big
+    C.colorbar(C.im(ax, counts, cmap="viridis"), ticks=[1, 2, 4])   # values readable off colours
 
 Each lesson imports this module as ``_common``: found beside the script (``python
 lessons/NN.py``, or a notebook opened in lessons/), else beside the installed ``minicnn``
@@ -135,6 +136,16 @@ def im(ax, img, title=None, **kw):
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def colorbar(ax, ticks=None, label=None):
+    """A colour bar beside ``ax`` for the image last drawn on it (``C.im``), so the values the
+    text cites can be read off the colours; ``ticks`` marks those values."""
+    bar = ax.figure.colorbar(ax.images[-1], ax=ax, shrink=0.8, ticks=ticks)
+    bar.ax.tick_params(labelsize=7)
+    if label:
+        bar.set_label(label, fontsize=8)
+    return bar
 
 
 @atexit.register
