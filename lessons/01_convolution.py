@@ -273,5 +273,13 @@ C.save(fig, "01_conv_backward.png")
 # stride 1 gives 9 windows per interior pixel (fewer at the zero-padded border); stride 2
 # alternates 1, 2, 4 windows per pixel.
 #
+# **Questions.**
+# 1. A convolution layer computes a cross-correlation. What changes in (1.1) and in the
+#    backward (1.4)-(1.5) if you flip the kernel, and would a trained network notice?
+# 2. For stride 2 some input pixels get 4 windows and some 1. What does that do to dx for a
+#    uniform dout, and which pattern would you expect in a trained network's input gradient?
+# 3. Why does the gradient check use float64, a random dout and central differences? What
+#    relative error would a float32 check give, and why?
+#
 # **Next:** lesson 02 adds pooling, ReLU, a dense layer and the loss, and backpropagates
 # through a whole network.

@@ -278,4 +278,12 @@ C.save(fig, "02_backprop_chain.png")
 # (`relu1`, one slanted edge of the triangle) to blobs that cover the whole object (`relu4`).
 # The gradient at `relu4` is one flat colour: constant over positions, as the print says.
 #
+# **Questions.**
+# 1. Max pooling routes the whole gradient to the first maximum of a tied window. Why does a
+#    numerical gradient check disagree there, and why is that not a bug?
+# 2. Why is the gradient of softmax cross-entropy with respect to the scores (p - onehot)/N,
+#    and what does its sum over classes tell you?
+# 3. The gradient at `relu4` is constant over positions. Which layer makes it so, and what
+#    would break that constancy?
+#
 # **Next:** lesson 03 trains such a network on the shapes.

@@ -235,4 +235,12 @@ C.save(fig, "03_learned.png")
 # (called circles, squares or crosses), and a few crosses are called triangles (full mode:
 # 242/250 circles, 243/250 squares, 229/250 triangles, 243/250 crosses right).
 #
+# **Questions.**
+# 1. Validation accuracy dipped at epoch 5 while training accuracy kept rising. What did
+#    `update_bn` change, and why did that fix the dip without any new training?
+# 2. The classes are balanced and the colours random. What would the network learn if every
+#    cross were red, and how would you find out? (Lesson 13.)
+# 3. The untrained loss is near ln 4. Why is that the expected value, and what would a loss of
+#    3 at the start tell you?
+#
 # **Next:** lesson 04 asks the trained GAP network *where* it looked: CAM.

@@ -158,4 +158,11 @@ C.save(fig, "04_cam_scenes.png")
 # object's features *lower* this class's score, which the ReLU of the displayed map hides.
 # Lesson 07 makes use of that negative part.
 #
+# **Questions.**
+# 1. CAM needs global average pooling right before the one linear layer. Which step of the
+#    derivation (4.1)-(4.2) fails for a network with max pooling and a dense head?
+# 2. The signed map M_c is negative on the other object. Why does the displayed CAM hide
+#    that, and when would you want to see it?
+# 3. The bias b_c does not appear in the map. Why not, and does it affect the argmax class?
+#
 # **Next:** lesson 05 gets the same map from gradients, for any head and any layer: Grad-CAM.

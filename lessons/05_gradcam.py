@@ -267,4 +267,11 @@ print(f"float32: max |CAM - Grad-CAM| = {np.abs(r32.heatmap - c32.heatmap).max()
 # `05_cam_vs_gradcam.png` the CAM and Grad-CAM columns are the same picture and the
 # difference column is black.
 #
+# **Questions.**
+# 1. Grad-CAM with summed instead of averaged gradients gives the same heatmap after
+#    normalisation. Why, and which number in the result is then Z times too large?
+# 2. Why is the gradient check done at `bn4` and not at `relu4`? What would go wrong there?
+# 3. The CAM identity held exactly here because the weights were float32. Predict the error
+#    of the same identity for a model trained in float64, then check your guess.
+#
 # **Next:** lesson 06 goes down to the pixels: gradients at the input, and Guided Grad-CAM.

@@ -204,4 +204,12 @@ C.save(viz.figure1(panels["image"], panels["rows"], title="Figure 1 layout, zoo.
 # 'circle' still finds the circle) and the counterfactual maps, which point at the OTHER
 # object (for 'cross', at the circle's edges, with faint patches elsewhere).
 #
+# **Questions.**
+# 1. Of the three backward rules only the vanilla gradient passes the gradient check. What
+#    do guided backprop and deconvnet compute instead, and why do they look sharper?
+# 2. Why are pixel-space maps not class-discriminative, even though each is seeded with the
+#    class's one-hot vector?
+# 3. Guided Grad-CAM multiplies two maps. What does each factor contribute, and what happens
+#    where Grad-CAM's heatmap is 0?
+#
 # **Next:** lesson 07 flips the sign of the gradient: counterfactual explanations.

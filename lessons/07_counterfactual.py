@@ -190,12 +190,19 @@ C.save(fig, "07_intervention.png")
 # (7.1 -> 6.5). Repainting the Grad-CAM region removes only the hottest part of object A,
 # not the whole object: a bite from the square's left side and a hole near its right edge in
 # row 1 (15% of its pixels), the centre of the cross in row 2 (49%, four arm stubs remain),
-# the middle of the square in row 3 (40%, an hourglass remains), most of the triangle in row 4 (81%); the median over
-# the 100 scenes is 47%. Even so y^A falls (row 1: 0.3 -> -6.1, row 3: 7.1 -> -8.9, row 4:
-# 4.8 -> 2.6), except in row 2, where the cut-off arms of the cross still read as a cross
-# (20.1 -> 20.5). In `07_intervention.png` the counterfactual removals scatter upwards
-# (mean +2.4), the Grad-CAM removals downwards (mean -6.1, only 8 of 100 up), and the control
-# sits near zero (mean -0.37, up in about half the scenes, with a tail down where another
-# scene's region happens to cover object A).
+# the middle of the square in row 3 (40%, an hourglass remains), most of the triangle in
+# row 4 (81%); the median over the 100 scenes is 47%. Even so y^A falls (row 1: 0.3 -> -6.1,
+# row 3: 7.1 -> -8.9, row 4: 4.8 -> 2.6), except in row 2, where the cut-off arms of the
+# cross still read as a cross (20.1 -> 20.5). In `07_intervention.png` the counterfactual
+# removals scatter upwards (mean +2.4), the Grad-CAM removals downwards (mean -6.1, only 8
+# of 100 up), and the control sits near zero (mean -0.37, up in about half the scenes, with
+# a tail down where another scene's region happens to cover object A).
+#
+# **Questions.**
+# 1. The counterfactual map is Grad-CAM with the gradient negated. Why is it not simply
+#    "1 minus the Grad-CAM map"?
+# 2. Repainting the Grad-CAM region lowers y^A although it removes only about half of
+#    object A. What does that say about which parts of the object the network uses?
+# 3. Why is the control (another scene's region) needed to read the other two results?
 #
 # **Next:** lesson 08 turns such checks into the paper's evaluation protocols.

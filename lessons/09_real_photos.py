@@ -1,4 +1,5 @@
 # %% [markdown]
+# # Lesson 09: real photos with an ImageNet model
 #
 # **Goal.** Run everything from lessons 04-08 on a real photograph, with a real ImageNet model
 # (EfficientNet-Lite0, 4.65 M parameters), and see one photo explained for three classes.
@@ -34,6 +35,7 @@ from minicnn.gradcheck import rel_error
 from minicnn.zoo import efficientnet
 
 # %% [markdown]
+# ## 1. The model and its input
 #
 # EfficientNet-Lite0 (Tan & Le, arXiv:1905.11946v5; the "Lite" variant: no squeeze-and-
 # excitation, ReLU6) is a stem conv, 16 MBConv blocks (1x1 expand, depthwise k x k, 1x1
@@ -69,6 +71,7 @@ print(f"the input is the photo's rows {top_row}-{top_row + side - 1}, "
 # height); the input is the photo's rows 44-555, columns 0-511
 
 # %% [markdown]
+# ## 2. What does it see?
 
 # %%
 logits = model(x)
@@ -81,6 +84,7 @@ for i in top:
 C.expect("the top-1 class is 'military uniform'", model.class_names[top[0]] == "military uniform")
 
 # %% [markdown]
+# ## 3. Grad-CAM at the default layer is CAM, again
 #
 # `layer=None` picks the last spatial layer, `_relu1` (1280 x 7 x 7), which feeds global
 # average pooling and the final linear layer: lesson 05's identity holds, alpha = w^c / Z with
@@ -97,6 +101,7 @@ C.check("alpha * Z vs w^c, relative error", rel_error(r.weights[0] * Z, W[r.targ
 # prints: layer _relu1 A (1, 1280, 7, 7) Z = 49; relative error 5.5e-08
 
 # %% [markdown]
+# ## 4. One photo, three classes, three layers
 #
 # The paper's Fig. 1 explains "cat" and "dog" in one photo. Here: 'military uniform',
 # 'mortarboard' (the closest ImageNet has to her cap) and 'Windsor tie'.
@@ -127,9 +132,9 @@ C.expect("the tie's map peaks on the jacket, far below the cap",
 # tie' peaks in cell (5, 2): the lapel on the image's left of the collar, one cell left of
 # the tie itself. `09_classes_layers.png` marks each peak with a white + on the grid.
 #
-# Why are 47, 79, 111, 175 and 80 all 15 or 16 past a multiple of 32? The heatmap is the 7 x 7
-# map upsampled bilinearly with half-pixel centres (lesson 08): output pixel i reads the
-# coarse map at (i + 0.5) / 32 - 0.5, so coarse sample k sits at pixel 32k + 15.5, the
+# Why are 47, 79, 111, 175 and 80 all 15 or 16 past a multiple of 32? The heatmap is the
+# 7 x 7 map upsampled bilinearly with half-pixel centres (lesson 08): output pixel i reads
+# the coarse map at (i + 0.5) / 32 - 0.5, so coarse sample k sits at pixel 32k + 15.5, the
 # centre of its cell. Between four samples a bilinear function is linear along each axis,
 # so its maximum is at one of the four samples: the hottest cell's centre. No pixel lies
 # exactly on 32k + 15.5, so the argmax is one of its two neighbours, 15 + 32k or 16 + 32k,
@@ -148,6 +153,7 @@ C.expect("every 14 x 14 peak sits next to a cell centre 16k + 7.5",
          all(r % 16 in (7, 8) and col % 16 in (7, 8) for r, col in fine))
 
 # %% [markdown]
+# ## 5. Pictures
 #
 # `09_predictions.png`: the photo, the model's input (the centre square) and the top-5
 # probabilities.
@@ -190,24 +196,33 @@ panels = viz.explain_figure1(model, x, rgb, targets=classes[:2])
 C.save(viz.figure1(panels["image"], panels["rows"], title="EfficientNet-Lite0, grace_hopper.jpg"),
        "09_figure1.png")
 
-# %% [markdown] **What you should see.** `09_predictions.png`: the 512 x 600 portrait loses
-# a strip at the top and bottom to the centre square; 'military uniform' leads the top-5 at
-# 0.40. In `09_classes_layers.png`, at 7 x 7 (white grid: the cells; +: the peak) 'military
-# uniform' is hottest over the cap and its brim, peaking on the forehead under the brim, and
-# warm over the upper jacket; 'mortarboard' is broad, over the cap, the flag and the left
-# shoulder (a weak class, p = 0.07, with a diffuse map); 'Windsor tie' is warm over the
-# jacket around the collar and peaks on the left lapel (image left), beside the tie rather
-# than on it. At 14 x 14 and 28 x 28 the maps are finer and pick out small insignia: for
-# 'military uniform' and 'mortarboard' the ribbon bar and the name badge on the jacket,
-# which the 7 x 7 map cannot resolve; for the tie, specks around the face and collar (lesson
-# 05's trade-off: finer but less class-specific). In `09_figure1.png` Guided Backprop is a
-# fine-grained, noisy edge map of the whole portrait, nearly the same for both classes
-# (EfficientNet's strided depthwise convs add a checkerboard texture); since the Grad-CAM
-# maps here are broad, Guided Grad-CAM keeps most of it. The counterfactual for 'military
-# uniform' is a small spot in the background at the right edge; for 'mortarboard' it is
-# empty (nothing in the photo argues against it strongly enough to survive the ReLU). Real
-# photos are messier than the shapes: lesson 08's metrics are why we trust the method, not
-# one pretty picture.
+# %% [markdown]
+# **What you should see.** `09_predictions.png`: the 512 x 600 portrait loses a strip at
+# the top and bottom to the centre square; 'military uniform' leads the top-5 at 0.40. In
+# `09_classes_layers.png`, at 7 x 7 (white grid: the cells; +: the peak) 'military
+# uniform' is hottest over the cap and its brim, peaking on the forehead under the brim,
+# and warm over the upper jacket; 'mortarboard' is broad, over the cap, the flag and the
+# left shoulder (a weak class, p = 0.07, with a diffuse map); 'Windsor tie' is warm over
+# the jacket around the collar and peaks on the left lapel (image left), beside the tie
+# rather than on it. At 14 x 14 and 28 x 28 the maps are finer and pick out small insignia:
+# for 'military uniform' and 'mortarboard' the ribbon bar and the name badge on the
+# jacket, which the 7 x 7 map cannot resolve; for the tie, specks around the face and
+# collar (lesson 05's trade-off: finer but less class-specific). In `09_figure1.png`
+# Guided Backprop is a fine-grained, noisy edge map of the whole portrait, nearly the same
+# for both classes (EfficientNet's strided depthwise convs add a checkerboard texture);
+# since the Grad-CAM maps here are broad, Guided Grad-CAM keeps most of it. The
+# counterfactual for 'military uniform' is a small spot in the background at the right
+# edge; for 'mortarboard' it is empty (nothing in the photo argues against it strongly
+# enough to survive the ReLU). Real photos are messier than the shapes: lesson 08's
+# metrics are why we trust the method, not one pretty picture.
+#
+# **Questions.**
+# 1. Every 7 x 7 peak falls 15 or 16 pixels past a multiple of 32. What would change if the
+#    heatmap were upsampled with corner-aligned bilinear interpolation (align_corners=True)?
+# 2. 'Windsor tie' peaks on the lapel beside the tie. Give two explanations, and an
+#    experiment that would tell them apart.
+# 3. 'mortarboard' has p = 0.07 and a diffuse map. Should you read a map of a class the model
+#    barely predicts the same way as the top-1 class's map?
 #
 # **Next:** lesson 10 checks a PyTorch Grad-CAM against this reference, number by number,
 # and shows why published heatmaps of the same model still differ.

@@ -275,3 +275,11 @@ C.save(fig, "10_conventions.png")
 # 0.282, pale blue where features lower the score) and scale (`grad-cam-lua` peaks at 67.4
 # against the coarse map's 0.282: summed gradients, Z = 256 times ours, and corner-aligned
 # upsampling moves the peak a little).
+#
+# **Questions.**
+# 1. Forgetting `eval()` changed the map only a little here. Which layers behave differently
+#    in train mode, and for which networks would the difference be large?
+# 2. `grad-cam-lua` peaks at 67.4, the coarse map at 0.282. Which two conventions account for
+#    the factor, and why do they not change where the map is hot?
+# 3. Two libraries agree to 1e-16 on the coarse map but not on the heatmap. Where do you look
+#    first?

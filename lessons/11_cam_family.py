@@ -46,7 +46,7 @@ from minicnn.zoo import efficientnet
 # Every method here ends the way Grad-CAM does, Eq. (2): a weighted sum of the layer's maps
 # A^k (K maps of u x v), then a ReLU, then bilinear upsampling to the image:
 #
-#     L^c = ReLU( sum_k alpha_k^c A^k )        or, per position,  ReLU( sum_k alpha_k^c(i,j) A^k_ij )
+#     L^c = ReLU( sum_k alpha_k^c A^k ),  or per position:  ReLU( sum_k alpha_k^c(i,j) A^k_ij )
 #
 # Only alpha differs. With dA = dy^c/dA (one backward pass, lesson 05), S_k = sum_ab A^k_ab:
 #
@@ -146,8 +146,9 @@ C.expect("Grad-CAM discriminates far better than the class-blind Eigen-CAM",
 # coin flip. Grad-CAM and XGrad-CAM discriminate best here. The per-position methods
 # (HiResCAM, LayerCAM) and Grad-CAM++ leak some mass onto the other object; Ablation-CAM
 # more, and Score-CAM, which weights channels by how much y^c rises when the image is
-# masked by each upsampled A^k, leaks almost as much as Eigen-CAM on this network. One network and 24 scenes are not a
-# verdict on a method, only a reason to measure before you choose.
+# masked by each upsampled A^k, leaks almost as much as Eigen-CAM on this network. One
+# network and 24 scenes are not a verdict on a method, only a reason to measure before you
+# choose.
 #
 # ## 4. Side by side on a photograph
 #
