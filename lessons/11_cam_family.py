@@ -6,8 +6,8 @@
 # side by side on the shapes and on a photograph, then measure the case Grad-CAM++ was
 # designed for: two objects of the same class.
 #
-# Run it: `python lessons/11_cam_family.py` (about 15 s; `SMOKE=1` about 5 s). Figures:
-# `11_family_shapes.png`, `11_family_photo.png`, `11_twins.png`.
+# Run it: `python lessons/11_cam_family.py` (about 10 s on 2 idle cores; `SMOKE=1` about
+# 5 s). Figures: `11_family_shapes.png`, `11_family_photo.png`, `11_twins.png`.
 #
 # Papers: Grad-CAM, arXiv:1610.02391v4, Eqs. (1)-(2); Grad-CAM++, Chattopadhay et al.,
 # arXiv:1710.11063v3, Eqs. (5), (10), (19); the others as the registry prints their

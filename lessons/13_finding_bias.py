@@ -42,7 +42,8 @@ from minicnn.data import CLASSES, make_shapes
 # balanced for gender. Grad-CAM shows it looking at faces and hairstyles: 78% of the
 # doctor images showed men and 93% of the nurse images women, and the model had learned
 # the stereotype. Retrained on a set with male nurses and female doctors added (same size
-# per class), it reaches 90%, and its maps move to the white coat and the stethoscope.
+# per class), it reaches 90%, and its maps move to what the paper calls the right regions
+# (Fig. 8, last column).
 #
 # Here the spurious cue is a 4 x 4 mark in the background, away from the object, whose
 # colour names the class: red for a circle, green for a square, blue for a triangle,
@@ -91,7 +92,7 @@ print("train", x_biased.shape, " test", tests["swapped"][0].shape)
 # ## 2. Train on the biased set
 #
 # Lesson 03's GAP network (three conv blocks, 32 x 32 input, `relu3` is 8 x 8), Adam, two
-# epochs: the mark is learned within the first.
+# epochs: enough for the mark, not for the shapes.
 
 # %%
 def shapes_net(seed=0):
