@@ -17,7 +17,16 @@ import time
 
 import numpy as np
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 from minicnn import functional, im2col, kernels, naive
 from minicnn.data import make_shapes
 from minicnn.gradcheck import numerical_vjp, rel_error
@@ -141,7 +150,11 @@ print(f"loops {1e3 * t_loop:.1f} ms, reference {1e3 * t_ref:.1f} ms, kernels {1e
 # computes a vector-Jacobian product: for L = sum(f(x) * dout) with a *random* dout,
 #
 #     dL/dx_i ~ (L(x + h e_i) - L(x - h e_i)) / (2h),    error O(h^2)                     (1.7)
-#     rel_error(a, b) = max|a - b| / max(|a| + |b|)      (CS231n's measure)               (1.8)
+#     rel_error(a, b) = max|a - b| / max(|a| + |b|)      (one global ratio)               (1.8)
+#
+# CS231n's `rel_error` takes the ratio per element, max_i |a_i - b_i| / (|a_i| + |b_i|); (1.8)
+# divides the largest difference by the largest size instead, so an entry that is nearly 0
+# and off by round-off does not decide the verdict. It is never larger than CS231n's.
 #
 # In float64 with h = 1e-6 a correct backward gives a relative error near 1e-9 to 1e-11; a
 # wrong one gives 1e-2 or more. (A random dout tests every entry of the Jacobian; checking
@@ -236,13 +249,16 @@ print("windows per pixel, stride 2, first row:", counts[1][0].astype(int))
 # prints: windows per pixel, stride 2, first row: [1 2 1 2 1 2 1 2 1 2 1 2 1 2 1]
 # (row 0 lies in one row of windows, row 1 in two)
 
-fig = C.figure(10, 2.8)
+fig = C.figure(12.5, 2.8)
 axes = fig.subplots(1, 4)
 lim = np.abs(w1).max()
 C.im(axes[0], w1[0, 0], "filter w (5x5)", cmap="RdBu_r", vmin=-lim, vmax=lim)
-C.im(axes[1], dx_one[0, 0], "dx for dout one-hot at (6, 9)", cmap="RdBu_r", vmin=-lim, vmax=lim)
-C.im(axes[2], counts[0], "windows per pixel, stride 1 (4..9)", cmap="viridis")
-C.im(axes[3], counts[1], "windows per pixel, stride 2 (1, 2, 4)", cmap="viridis")
+C.colorbar(C.im(axes[1], dx_one[0, 0], "dx for dout one-hot at (6, 9)", cmap="RdBu_r",
+                vmin=-lim, vmax=lim))  # one scale for both: the same numbers, moved
+C.colorbar(C.im(axes[2], counts[0], "windows per pixel, stride 1", cmap="viridis"),
+           ticks=[4, 6, 9])
+C.colorbar(C.im(axes[3], counts[1], "windows per pixel, stride 2", cmap="viridis"),
+           ticks=[1, 2, 4])
 C.save(fig, "01_conv_backward.png")
 
 # %% [markdown]
@@ -255,6 +271,14 @@ C.save(fig, "01_conv_backward.png")
 # the second panel is the first panel moved to rows 4-8, columns 7-11, and zero elsewhere;
 # stride 1 gives 9 windows per interior pixel (fewer at the zero-padded border); stride 2
 # alternates 1, 2, 4 windows per pixel.
+#
+# **Questions.**
+# 1. A convolution layer computes a cross-correlation. What changes in (1.1) and in the
+#    backward (1.4)-(1.5) if you flip the kernel, and would a trained network notice?
+# 2. For stride 2 some input pixels get 4 windows and some 1. What does that do to dx for a
+#    uniform dout, and which pattern would you expect in a trained network's input gradient?
+# 3. Why does the gradient check use float64, a random dout and central differences? What
+#    relative error would a float32 check give, and why?
 #
 # **Next:** lesson 02 adds pooling, ReLU, a dense layer and the loss, and backpropagates
 # through a whole network.

@@ -13,7 +13,16 @@
 # %%
 import numpy as np
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 from minicnn import Sequential, functional, losses, naive, zoo
 from minicnn import layers as L
 from minicnn.data import make_shapes
@@ -269,5 +278,13 @@ C.save(fig, "02_backprop_chain.png")
 # `relu2` sparse (at most one cell in four). The selected channels go from an edge detector
 # (`relu1`, one slanted edge of the triangle) to blobs that cover the whole object (`relu4`).
 # The gradient at `relu4` is one flat colour: constant over positions, as the print says.
+#
+# **Questions.**
+# 1. Max pooling routes the whole gradient to the first maximum of a tied window. Why does a
+#    numerical gradient check disagree there, and why is that not a bug?
+# 2. Why is the gradient of softmax cross-entropy with respect to the scores (p - onehot)/N,
+#    and what does its sum over classes tell you?
+# 3. The gradient at `relu4` is constant over positions. Which layer makes it so, and what
+#    would break that constancy?
 #
 # **Next:** lesson 03 trains such a network on the shapes.

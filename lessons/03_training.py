@@ -14,7 +14,16 @@
 # %%
 import numpy as np
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 import minicnn
 from minicnn import Sequential, zoo
 from minicnn import layers as L
@@ -212,7 +221,8 @@ for (i, j), v in np.ndenumerate(confusion):
     ax.text(j, i, str(v), ha="center", va="center", color=colour)
 ax.set_xticks(range(4), CLASSES, rotation=30)
 ax.set_yticks(range(4), CLASSES)
-ax.set(xlabel="predicted", ylabel="true", title=f"validation after update_bn, accuracy {acc_bn:.3f}")
+ax.set(xlabel="predicted", ylabel="true")
+ax.set_title(f"validation after update_bn\naccuracy {acc_bn:.3f}", fontsize=10)  # fits its panel
 C.save(fig, "03_learned.png")
 
 # %% [markdown]
@@ -224,5 +234,13 @@ C.save(fig, "03_learned.png")
 # `update_bn` (accuracy 0.957, in its title). It is mostly diagonal; triangles are missed most
 # (called circles, squares or crosses), and a few crosses are called triangles (full mode:
 # 242/250 circles, 243/250 squares, 229/250 triangles, 243/250 crosses right).
+#
+# **Questions.**
+# 1. Validation accuracy dipped at epoch 5 while training accuracy kept rising. What did
+#    `update_bn` change, and why did that fix the dip without any new training?
+# 2. The classes are balanced and the colours random. What would the network learn if every
+#    cross were red, and how would you find out? (Lesson 13.)
+# 3. The untrained loss is near ln 4. Why is that the expected value, and what would a loss of
+#    3 at the start tell you?
 #
 # **Next:** lesson 04 asks the trained GAP network *where* it looked: CAM.

@@ -13,7 +13,16 @@
 # %%
 import numpy as np
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 import gradcam
 from gradcam import viz
 from gradcam.weights import cam_weights
@@ -110,20 +119,21 @@ print(f"their share of y^c - b_c: {contrib[top].sum():.3f} of {contrib.sum():.3f
 # their share of y^c - b_c: 5.828 of 8.479
 
 img = viz.chw_to_rgb(scenes.images[n])
-fig = C.figure(16, 2.3)
+fig = C.figure(17, 2.3)
 axes = fig.subplots(1, 9)
 C.im(axes[0], img, f"scene, class '{model.class_names[c[n]]}'")
 for ax, k in zip(axes[1:7], top):
     C.im(ax, A[n, k], f"A^{k}  (w = {W[c[n], k]:+.2f})", cmap="viridis")
 lim = np.abs(r.linear_map[n]).max()
-C.im(axes[7], r.linear_map[n], "M_c = sum_k w_k^c A^k", cmap="RdBu_r", vmin=-lim, vmax=lim)
+C.colorbar(C.im(axes[7], r.linear_map[n], "M_c = sum_k w_k^c A^k", cmap="RdBu_r", vmin=-lim,
+                vmax=lim))
 C.im(axes[8], viz.overlay(img, r.heatmap[n]), "ReLU(M_c), upsampled")
 C.save(fig, "04_cam_decomposition.png")
 
 # %%
 ra = gradcam.cam(model, scenes.images, scenes.labels[:, 0])
 rb = gradcam.cam(model, scenes.images, scenes.labels[:, 1])
-fig = C.figure(9, 2.3 * len(scenes.images))
+fig = C.figure(9.8, 2.3 * len(scenes.images))
 axes = fig.subplots(len(scenes.images), 4, squeeze=False)
 for i in range(len(scenes.images)):
     img = viz.chw_to_rgb(scenes.images[i])
@@ -133,8 +143,8 @@ for i in range(len(scenes.images)):
     C.im(axes[i, 1], viz.overlay(img, ra.heatmap[i]), f"CAM '{na}'")
     C.im(axes[i, 2], viz.overlay(img, rb.heatmap[i]), f"CAM '{nb}'")
     lim = np.abs(ra.linear_map[i]).max()
-    C.im(axes[i, 3], ra.linear_map[i], f"M_c '{na}' before ReLU", cmap="RdBu_r", vmin=-lim,
-         vmax=lim)
+    C.colorbar(C.im(axes[i, 3], ra.linear_map[i], f"M_c '{na}' before ReLU", cmap="RdBu_r",
+                    vmin=-lim, vmax=lim))
 C.save(fig, "04_cam_scenes.png")
 
 # %% [markdown]
@@ -147,5 +157,12 @@ C.save(fig, "04_cam_scenes.png")
 # sure of the square there). The signed M_c is negative (blue) on the other object: that
 # object's features *lower* this class's score, which the ReLU of the displayed map hides.
 # Lesson 07 makes use of that negative part.
+#
+# **Questions.**
+# 1. CAM needs global average pooling right before the one linear layer. Which step of the
+#    derivation (4.1)-(4.2) fails for a network with max pooling and a dense head?
+# 2. The signed map M_c is negative on the other object. Why does the displayed CAM hide
+#    that, and when would you want to see it?
+# 3. The bias b_c does not appear in the map. Why not, and does it affect the argmax class?
 #
 # **Next:** lesson 05 gets the same map from gradients, for any head and any layer: Grad-CAM.

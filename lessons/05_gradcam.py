@@ -14,7 +14,16 @@
 # %%
 import numpy as np
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 import gradcam
 from gradcam import viz
 from gradcam.targets import class_score, one_hot
@@ -150,9 +159,32 @@ C.check("Z * Grad-CAM vs ReLU(CAM), relative error", rel_error(Z * rg.coarse, rc
         about=1e-16, below=1e-12)
 C.check("normalised heatmaps, max |difference|", float(np.abs(rg.heatmap - rc.heatmap).max()),
         about=1e-16, below=1e-12)
-# prints: layer relu4  Z = 256; all three errors 0.0e+00. Exactly 0, not just 1e-16: the
-# backward computes w_k^c / 256 at every position, the mean of 256 equal numbers is that
-# number, and dividing by a power of two is exact in binary floating point.
+# prints: layer relu4  Z = 256; all three errors 0.0e+00.
+
+# %% [markdown]
+# Exactly 0, not just 1e-16. Why? The backward puts w_k^c / 256 at every position (dividing
+# by a power of two is exact in binary floating point), and Eq. (1) averages those 256 equal
+# numbers. Summing copies of a number is NOT exact in float64 in general: 3v, 5v, ... need
+# more mantissa bits than v has, and the running sums round. It is exact here because the
+# weights were float32 before `astype("float64")`: a 24-bit mantissa leaves 29 spare bits,
+# so every partial sum of up to 256 copies (8 more bits) is exact, and so is the division by
+# 256. The same test on 1000 numbers, once with full float64 mantissas, once born float32:
+
+# %%
+def mean_of_copies(v):
+    """Eq. (1) on maps that hold v_k at all 16 x 16 positions: mean over (u, v)."""
+    return np.repeat(v[:, None], 256, axis=1).reshape(len(v), 16, 16).mean(axis=(1, 2))
+
+
+v64 = C.rng(5).standard_normal(1000)  # 53-bit mantissas
+v32 = v64.astype(np.float32).astype(np.float64)  # 24-bit mantissas, as the shipped weights
+n64, n32 = int((mean_of_copies(v64) != v64).sum()), int((mean_of_copies(v32) != v32).sum())
+print(f"mean of 256 copies != the number: float64-born {n64} of 1000, float32-born {n32} of 1000")
+# prints: mean of 256 copies != the number: float64-born 702 of 1000, float32-born 0 of 1000
+C.expect("float32-born numbers average exactly", n32 == 0)
+C.expect("full float64 numbers often do not (the negative control)", n64 > 100)
+
+# %%
 
 
 def spread(dA):
@@ -185,7 +217,7 @@ top = np.argsort(-r.weights[n])[:3]
 print(f"alpha > 0 for {(r.weights[n] > 0).sum()} of {r.weights.shape[1]} channels; "
       f"largest {r.weights[n].max():.4f}")
 # prints: alpha > 0 for 27 of 64 channels; largest 0.0026
-fig = C.figure(16, 2.6)
+fig = C.figure(17.5, 2.6)
 axes = fig.subplots(1, 8)
 C.im(axes[0], img, f"class '{r.class_names[n]}'")
 axes[1].bar(np.arange(r.weights.shape[1]), np.sort(r.weights[n])[::-1], width=1.0)
@@ -195,8 +227,9 @@ axes[1].tick_params(labelsize=7)
 for ax, k in zip(axes[2:5], top):
     C.im(ax, r.activations[n, k], f"A^{k} (alpha {r.weights[n, k]:+.3f})", cmap="viridis")
 lim = np.abs(r.linear_map[n]).max()
-C.im(axes[5], r.linear_map[n], "sum_k alpha_k A^k", cmap="RdBu_r", vmin=-lim, vmax=lim)
-C.im(axes[6], r.coarse[n], "ReLU: Eq. (2), 16x16", cmap="jet")
+C.colorbar(C.im(axes[5], r.linear_map[n], "sum_k alpha_k A^k", cmap="RdBu_r", vmin=-lim,
+                vmax=lim))
+C.colorbar(C.im(axes[6], r.coarse[n], "ReLU: Eq. (2), 16x16", cmap="jet"))
 C.im(axes[7], viz.overlay(img, r.heatmap[n]), "upsampled heatmap")
 C.save(fig, "05_gradcam_steps.png")
 
@@ -234,5 +267,12 @@ print(f"float32: max |CAM - Grad-CAM| = {np.abs(r32.heatmap - c32.heatmap).max()
 # both objects and the background; `relu3` and `relu4` sit on the explained object. In
 # `05_cam_vs_gradcam.png` the CAM and Grad-CAM columns are the same picture and the
 # difference column is black.
+#
+# **Questions.**
+# 1. Grad-CAM with summed instead of averaged gradients gives the same heatmap after
+#    normalisation. Why, and which number in the result is then Z times too large?
+# 2. Why is the gradient check done at `bn4` and not at `relu4`? What would go wrong there?
+# 3. The CAM identity held exactly here because the weights were float32. Predict the error
+#    of the same identity for a model trained in float64, then check your guess.
 #
 # **Next:** lesson 06 goes down to the pixels: gradients at the input, and Guided Grad-CAM.

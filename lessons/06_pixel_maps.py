@@ -15,7 +15,16 @@
 # %%
 import numpy as np
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 import gradcam
 from gradcam import guided, viz
 from gradcam.evaluate import map_correlation, pixel_saliency
@@ -195,5 +204,13 @@ C.save(viz.figure1(panels["image"], panels["rows"], title="Figure 1 layout, zoo.
 # probabilities (the model gives 'cross' 0.92 and 'circle' 0.00 here, yet Grad-CAM for
 # 'circle' still finds the circle) and the counterfactual maps, which point at the OTHER
 # object (for 'cross', at the circle's edges, with faint patches elsewhere).
+#
+# **Questions.**
+# 1. Of the three backward rules only the vanilla gradient passes the gradient check. What
+#    do guided backprop and deconvnet compute instead, and why do they look sharper?
+# 2. Why are pixel-space maps not class-discriminative, even though each is seeded with the
+#    class's one-hot vector?
+# 3. Guided Grad-CAM multiplies two maps. What does each factor contribute, and what happens
+#    where Grad-CAM's heatmap is 0?
 #
 # **Next:** lesson 07 flips the sign of the gradient: counterfactual explanations.

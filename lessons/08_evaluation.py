@@ -15,7 +15,16 @@
 import numpy as np
 from matplotlib.patches import Rectangle
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 import gradcam
 from gradcam import evaluate as ev
 from gradcam import viz
@@ -208,6 +217,14 @@ C.save(fig, "08_metrics.png")
 # Guided Grad-CAM are well above both baselines at the exact pointing game and all reach
 # 100% within tolerance; the counterfactual is low on pointing (below the centre baseline)
 # and near zero on target share, as it should be: it points at the other object.
+#
+# **Questions.**
+# 1. A centre Gaussian scores 30% in the pointing game. What property of the data set makes
+#    it score at all, and how would you design the data to push it to chance?
+# 2. Guided backprop beats Grad-CAM on the localisation protocol. Is it the better
+#    localiser? Which part of the protocol favours it?
+# 3. The 16 x 16 map can put at most 72% of its mass inside the object mask. Why is there a
+#    ceiling below 100%, and how does it change at a finer layer?
 #
 # **Next:** lesson 09 runs Grad-CAM on a real photo with an ImageNet model; lesson 10
 # cross-checks a PyTorch Grad-CAM against this reference.

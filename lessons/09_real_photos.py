@@ -18,7 +18,16 @@ import numpy as np
 from matplotlib import cbook
 from PIL import Image
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 import gradcam
 from gradcam import viz
 from minicnn import zoo
@@ -109,11 +118,39 @@ for c in classes:
         maps[c, lay] = rr.heatmap[0]
     row, col = np.unravel_index(np.argmax(maps[c, "_relu1"]), (224, 224))
     print(f"  {c:18s} peak at row {row:3d}, column {col:3d} (layer _relu1)")
-# prints: military uniform peak at row 47, column 111 (the cap's badge); mortarboard at row
-# 47, column 79 (the cap); Windsor tie at row 175, column 80 (the collar)
-peak_row = {c: np.unravel_index(np.argmax(maps[c, "_relu1"]), (224, 224))[0] for c in classes}
-C.expect("the tie's map peaks at the collar, far below the cap",
-         peak_row["Windsor tie"] > peak_row["military uniform"] + 80)
+# prints: military uniform peak at row 47, column 111; mortarboard at row 47, column 79;
+# Windsor tie at row 175, column 80
+peaks = {c: np.unravel_index(np.argmax(maps[c, "_relu1"]), (224, 224)) for c in classes}
+C.expect("the tie's map peaks on the jacket, far below the cap",
+         peaks["Windsor tie"][0] > peaks["military uniform"][0] + 80)
+
+# %% [markdown]
+# Where are these? In the 7 x 7 grid of `_relu1` each cell covers 32 x 32 input pixels
+# (224 / 7; the network's stride). 'military uniform' peaks in cell (1, 3): the cap's brim
+# and the forehead just under it, not the badge (one row of cells higher). 'mortarboard'
+# peaks one cell to the left, cell (1, 2): the cap's left edge over the temple. 'Windsor
+# tie' peaks in cell (5, 2): the lapel on the image's left of the collar, one cell left of
+# the tie itself. `09_classes_layers.png` marks each peak with a white + on the grid.
+#
+# Why are 47, 79, 111, 175 and 80 all 15 or 16 past a multiple of 32? The heatmap is the
+# 7 x 7 map upsampled bilinearly with half-pixel centres (lesson 08): output pixel i reads
+# the coarse map at (i + 0.5) / 32 - 0.5, so coarse sample k sits at pixel 32k + 15.5, the
+# centre of its cell. Between four samples a bilinear function is linear along each axis,
+# so its maximum is at one of the four samples: the hottest cell's centre. No pixel lies
+# exactly on 32k + 15.5, so the argmax is one of its two neighbours, 15 + 32k or 16 + 32k,
+# whichever leans towards the warmer neighbouring cell. A finer layer puts its peaks on its
+# own grid: at `_blocks.10` (14 x 14, 16 pixels a cell) on 7 or 8 past a multiple of 16.
+
+# %%
+print("peak offsets within a cell:",
+      {c: (int(r % 32), int(col % 32)) for c, (r, col) in peaks.items()})
+# prints: peak offsets within a cell: {'military uniform': (15, 15), 'mortarboard': (15, 15),
+# 'Windsor tie': (15, 16)}
+C.expect("every 7 x 7 peak sits next to a cell centre 32k + 15.5",
+         all(r % 32 in (15, 16) and col % 32 in (15, 16) for r, col in peaks.values()))
+fine = [np.unravel_index(np.argmax(maps[c, "_blocks.10"]), (224, 224)) for c in classes]
+C.expect("every 14 x 14 peak sits next to a cell centre 16k + 7.5",
+         all(r % 16 in (7, 8) and col % 16 in (7, 8) for r, col in fine))
 
 # %% [markdown]
 # ## 5. Pictures
@@ -148,6 +185,10 @@ for i, c in enumerate(classes):
         side = {"_relu1": 7, "_blocks.10": 14, "_blocks.4": 28}[lay]
         title = f"{lay} ({side}x{side})" if i == 0 else None
         C.im(axes[i, j], viz.overlay(rgb, maps[c, lay]), title)
+    for edge in np.arange(1, 7) * 32 - 0.5:  # the 7 x 7 cells of _relu1, and its peak
+        axes[i, 1].axhline(edge, color="white", lw=0.4, alpha=0.6)
+        axes[i, 1].axvline(edge, color="white", lw=0.4, alpha=0.6)
+    axes[i, 1].plot(peaks[c][1], peaks[c][0], "w+", ms=12, mew=2)
 C.save(fig, "09_classes_layers.png")
 
 # %%
@@ -158,10 +199,12 @@ C.save(viz.figure1(panels["image"], panels["rows"], title="EfficientNet-Lite0, g
 # %% [markdown]
 # **What you should see.** `09_predictions.png`: the 512 x 600 portrait loses a strip at
 # the top and bottom to the centre square; 'military uniform' leads the top-5 at 0.40. In
-# `09_classes_layers.png`, at 7 x 7 'military uniform' is hottest on the cap with its
-# badge and warm over the upper jacket; 'mortarboard' is broad, over the cap, the flag and
-# the left shoulder (a weak class, p = 0.07, with a diffuse map); 'Windsor tie' sits on the
-# collar and tie. At 14 x 14 and 28 x 28 the maps are finer and pick out small insignia:
+# `09_classes_layers.png`, at 7 x 7 (white grid: the cells; +: the peak) 'military
+# uniform' is hottest over the cap and its brim, peaking on the forehead under the brim,
+# and warm over the upper jacket; 'mortarboard' is broad, over the cap, the flag and the
+# left shoulder (a weak class, p = 0.07, with a diffuse map); 'Windsor tie' is warm over
+# the jacket around the collar and peaks on the left lapel (image left), beside the tie
+# rather than on it. At 14 x 14 and 28 x 28 the maps are finer and pick out small insignia:
 # for 'military uniform' and 'mortarboard' the ribbon bar and the name badge on the
 # jacket, which the 7 x 7 map cannot resolve; for the tie, specks around the face and
 # collar (lesson 05's trade-off: finer but less class-specific). In `09_figure1.png`
@@ -172,6 +215,14 @@ C.save(viz.figure1(panels["image"], panels["rows"], title="EfficientNet-Lite0, g
 # edge; for 'mortarboard' it is empty (nothing in the photo argues against it strongly
 # enough to survive the ReLU). Real photos are messier than the shapes: lesson 08's
 # metrics are why we trust the method, not one pretty picture.
+#
+# **Questions.**
+# 1. Every 7 x 7 peak falls 15 or 16 pixels past a multiple of 32. What would change if the
+#    heatmap were upsampled with corner-aligned bilinear interpolation (align_corners=True)?
+# 2. 'Windsor tie' peaks on the lapel beside the tie. Give two explanations, and an
+#    experiment that would tell them apart.
+# 3. 'mortarboard' has p = 0.07 and a diffuse map. Should you read a map of a class the model
+#    barely predicts the same way as the top-1 class's map?
 #
 # **Next:** lesson 10 checks a PyTorch Grad-CAM against this reference, number by number,
 # and shows why published heatmaps of the same model still differ.

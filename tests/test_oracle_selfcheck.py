@@ -30,7 +30,7 @@ FD_STEP = 1e-6
 
 
 def rel_error(a, b):
-    """CS231n's relative error: max|a-b| / max(1e-8, max(|a|+|b|))."""
+    """A global relative error (CS231n's is per element): max|a-b| / max(1e-8, max(|a|+|b|))."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.max(np.abs(a - b)) / max(1e-8, float(np.max(np.abs(a) + np.abs(b)))))
 

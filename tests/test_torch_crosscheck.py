@@ -10,7 +10,7 @@ Quantities: the logits; every parameter gradient and the input gradient of sum_n
 A and dy^c/dA at the explained layer; alpha, the linear map, Grad-CAM's coarse map, the
 counterfactual map (of the least likely class: the top-1's is often empty) and the heatmap
 (torch: F.interpolate bilinear, align_corners=False, divided by the max); guided backprop and deconvnet (torch: backward hooks on every
-ReLU/ReLU6, see ``torch_twins.relu_rule``). Bound: CS231n's relative error <= 1e-6.
+ReLU/ReLU6, see ``torch_twins.relu_rule``). Bound: torch_twins.rel_error <= 1e-6.
 
 Run ``python tests/test_torch_crosscheck.py`` for the table of worst errors.
 

@@ -390,9 +390,9 @@ def quantities(name):
 
 
 def rel_error(a, b):
-    """CS231n's max|a - b| / max(|a| + |b|), without its 1e-8 floor (some compared maps, e.g.
-    VGG's guided backprop at 1/16 width, are ~1e-9 in magnitude: the floor would hide
-    differences). Two all-zero arrays give 0."""
+    """A global max|a - b| / max(|a| + |b|) (CS231n's is per element), without a 1e-8 floor
+    (some compared maps, e.g. VGG's guided backprop at 1/16 width, are ~1e-9 in magnitude: the
+    floor would hide differences). Two all-zero arrays give 0."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     den = float(np.max(np.abs(a) + np.abs(b)))
     return 0.0 if den == 0.0 else float(np.max(np.abs(a - b))) / den
