@@ -12,10 +12,15 @@ Reproducibility: epoch ``e`` shuffles with its own generator,
 batches of an epoch do not depend on earlier epochs, and a run that is stopped after
 epoch ``e`` and resumed from its checkpoint (model state, optimiser state, history)
 follows exactly the same arithmetic as a run that never stopped.
+
+Divergence: ``fit`` stops at the first mini-batch whose loss is NaN or inf, before its
+backward and update, and raises ``NonFiniteLoss`` naming the epoch and batch. The checkpoint
+(if any) is not touched, so it still holds the last epoch that ended with a finite loss.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -50,6 +55,25 @@ class History:
         """JSON-able ``{"loss": [...], "acc": [...], "val_acc": [...], "seconds": [...]}``."""
         return {"loss": list(self.loss), "acc": list(self.acc), "val_acc": list(self.val_acc),
                 "seconds": list(self.seconds)}
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or inf; ``fit`` stopped before that batch's update.
+
+    Attributes: ``epoch`` and ``batch`` (1-based, where it happened), ``loss``, ``history``
+    (the epochs completed, as in the checkpoint), ``checkpoint`` (its path, or None).
+    """
+
+    def __init__(self, epoch, epochs, batch, n_batches, loss, history, checkpoint):
+        kept = (f"the checkpoint {checkpoint} still holds epoch {len(history.loss)}"
+                if checkpoint is not None and history.loss else
+                "no epoch had completed, so there is no checkpoint" if checkpoint is not None
+                else "no checkpoint was asked for")
+        super().__init__(f"training loss is {loss} in epoch {epoch}/{epochs}, batch "
+                         f"{batch}/{n_batches}; stopped before its update ({kept}); lower "
+                         "the learning rate or check the data")
+        self.epoch, self.batch, self.loss = epoch, batch, loss
+        self.history, self.checkpoint = history, checkpoint
 
 
 def _model_device_dtype(model):
@@ -242,6 +266,11 @@ def fit(model, optimizer, X, y, epochs, batch_size=64, seed=0, val=None, checkpo
     Returns
     -------
     History with per-epoch ``loss``, ``acc``, ``val_acc``, ``seconds``
+    Raises
+    ------
+    NonFiniteLoss : a mini-batch loss is NaN or inf; training stops before that batch's
+        update, and the checkpoint keeps the last complete epoch (the model's parameters are
+        those of the step before, which produced the non-finite loss: reload the checkpoint)
     """
     N = len(X)
     y = to_numpy(y)
@@ -270,6 +299,11 @@ def fit(model, optimizer, X, y, epochs, batch_size=64, seed=0, val=None, checkpo
             yb = y[idx]
             scores = model(xb)
             loss, dscores = softmax_cross_entropy(scores, yb)
+            if not math.isfinite(float(loss)):
+                if bar:
+                    sys.stderr.write("\r\033[K")
+                raise NonFiniteLoss(epoch + 1, epochs, i + 1, n_batches, float(loss),
+                                    history, checkpoint)
             model.backward(dscores, need_dx=False)  # stores parameter grads only
             optimizer.step()
             loss_sum += loss * (b - a)  # sum over samples: batches may differ in size
