@@ -299,16 +299,6 @@ def test_photo_depths_are_the_models_layers_at_three_resolutions():
     assert PHOTO_DEPTHS[0][0] not in model.layer_names()  # the EfficientNet names would fail
 
 
-def test_accuracy_tool_refuses_n_0_in_one_line(capsys):
-    """``python -m minicnn.zoo.accuracy --n 0`` (there is no ``minicnn.zoo.evaluate``)."""
-    from minicnn.zoo import accuracy
-
-    assert accuracy.main(["--n", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.splitlines() == [f"python -m minicnn.zoo.accuracy: error: --n must be >= 1, "
-                                "got 0"]
-
-
 def test_an_all_nan_map_is_still_the_keras_diagnosis(tmp_path, random_models, capsys):
     """The one NaN map a convention makes (Keras' 0/0 on an all-zero map) is still compared,
     so refusing partial NaN maps is not refusing every NaN (control for the table's row)."""

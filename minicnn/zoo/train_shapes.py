@@ -8,10 +8,10 @@ the metadata. The shipped files in ``minicnn/zoo/weights`` are overwritten only 
 ``--shipped``. Load a retrained file with ``minicnn.load(path)`` or ``--model PATH``.
 
 What is reproducible: seeds, data and hyper-parameters are fixed here, so two runs on the same
-machine with the same NumPy/BLAS build give bit-identical weights. A different BLAS (or thread
-count, or CPU) sums in another order, so the weights differ in the last bits and the accuracy
-can differ slightly: the shipped shapes_gap states 0.9975 on its test set, and a retrain on
-another machine measured 0.9970.
+machine with the same NumPy/BLAS build give bit-identical weights. The shipped files are not
+reproduced bit for bit: two full retrains of shapes_gap on one machine agreed with each other
+at test accuracy 0.9970, while the shipped file states 0.9975. Another BLAS (or thread count,
+or CPU) sums in another order: other last bits, possibly another accuracy in the last digit.
 """
 
 from __future__ import annotations
