@@ -126,6 +126,13 @@ def _cmp(t, heatmap=None, input=None, *extra):
     return ["compare", heatmap, input or _scene(t / "good.png"), "--model", "shapes_cnn", *extra]
 
 
+def _big_input_model(path):
+    model = zoo.shapes_cnn(seed=0)
+    model.input_size = (30000, 30000)
+    model.save(path)
+    return str(path)
+
+
 def _weights(t):
     return _npz(t / "w.npz", **{"conv1.weight": np.zeros((16, 3, 3, 3), np.float32)})
 
@@ -170,6 +177,8 @@ ROWS = [
      lambda t: _ex(t, "--model", "resnet9")),
     ("corrupt model file", RUNTIME, "m.npz",
      lambda t: _ex(t, "--model", _text(t / "m.npz"))),
+    ("model file declaring a 30000 x 30000 input", RUNTIME, "each side must be 1..1024",
+     lambda t: ["layers", "--model", _big_input_model(t / "big.npz")]),
     # options
     ("unknown method", USAGE, "invalid choice", lambda t: _ex(t, "--method", "lime")),
     ("bad alpha", USAGE, "[0, 1]", lambda t: _ex(t, "--alpha", "1.5")),
@@ -275,6 +284,22 @@ def test_other_subcommands_keep_1_for_runtime_and_2_for_usage_errors(tmp_path, c
     assert cli.main(["compare", missing, missing, "--model", "shapes_cnn"]) == COMPARE
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(e.startswith("gradcam: error:") for e in err)
+
+
+def test_a_bug_under_compare_shows_its_traceback_but_never_a_verdicts_status(tmp_path,
+                                                                          monkeypatch, capsys):
+    """Python's own exit status for a crash is 1, compare's "another convention": a bug there
+    ends with 3 (its traceback still shown); elsewhere the bug propagates (control)."""
+    def bug(spec, weights=None, pretrained=True):
+        raise TypeError("a genuine bug")
+
+    monkeypatch.setattr(common, "resolve_model", bug)
+    assert cli.main(_cmp(tmp_path)) == COMPARE
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "TypeError: a genuine bug" in err
+    assert err.splitlines()[-1].startswith("gradcam: error: internal error")
+    with pytest.raises(TypeError, match="genuine bug"):
+        cli.main(["layers", "--model", "shapes_cnn"])
 
 
 # --------------------------------------------------------------------------- now working

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 from . import common, compare, demo, evaluate, explain, layers
 
@@ -47,7 +48,8 @@ def main(argv=None):
     interrupted, 141 when the reader of its output went away.
 
     NOTE: only our own errors and ValueError / KeyError / OSError become the one line
-    ``gradcam: error: ...``; a genuine bug (TypeError, ...) still shows its traceback.
+    ``gradcam: error: ...``; a genuine bug (TypeError, ...) still shows its traceback (under
+    ``compare``, followed by an error line and its ERROR_STATUS, never a verdict's status).
     """
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     error_status, usage_status = _statuses(argv)
@@ -66,5 +68,14 @@ def main(argv=None):
         return 141  # 128 + SIGPIPE: what a shell reports for a writer whose pipe closed
     except (ValueError, KeyError, OSError) as e:  # ours are ValueErrors; bugs still raise
         print(f"gradcam: error: {common.one_line(e)}", file=sys.stderr)
+        return error_status
+    except Exception:
+        if error_status == common.ERROR_STATUS:
+            raise  # a genuine bug: its traceback, and Python's exit status 1
+        # NOTE: compare's 1 is a verdict, so even a bug must not end with Python's 1; its
+        # traceback is still shown, since it is a bug to report, not bad input
+        traceback.print_exc()
+        print("gradcam: error: internal error (a bug: the traceback above; please report it)",
+              file=sys.stderr)
         return error_status
     return 0 if rc is None else int(rc)
