@@ -25,8 +25,8 @@ torch weights imported as in ``minicnn.torch_import``), it reports:
 
 Status (``Comparison.status``; the command's exit status, for a user's CI): 0 the map is ours
 (preset ``minicnn``, or ``minicnn-coarse`` for a raw coarse map) within the tolerance; 1 it
-follows another convention (named); 2 nothing matches (the command: also bad input, with one
-``gradcam: error:`` line).
+follows another convention (named); 2 nothing matches. Bad input raises ``CompareError`` (the
+command: one ``gradcam: error:`` line and exit status 3, never a verdict's status).
 
 Tolerance: max |user - fitted| <= tol * (max - min of the user's map); default 1e-4 for arrays,
 and 2/255 (2/65535 for 16-bit) for PNGs, whose 8-bit steps are coarser than any float error.
@@ -42,7 +42,7 @@ import numpy as np
 
 from . import conventions as C
 from .core import grad_cam
-from .userfiles import DEFAULT_TOL, CompareError, as_map
+from .userfiles import DEFAULT_TOL, CompareError, as_alphas, as_map, check_tol
 
 NEIGHBOURS = 2  # layers tried on each side of the explained one (before/after ReLU, pool, ...)
 
@@ -269,16 +269,18 @@ def compare(user_map, model, x, target=None, layer=None, alphas=None, tol=DEFAUL
 
     Parameters
     ----------
-    user_map : (H, W) array (or (1, H, W)); NaN allowed only where a preset has NaN
+    user_map : (H, W) array (or (1, H, W)), finite, or all NaN (Keras' 0/0); a map with some
+        NaN pixels or any inf is refused (CompareError)
     model : minicnn.Sequential;  x : one image, (C, H, W) or (1, C, H, W)
     target, layer : as for ``gradcam.grad_cam`` (None: top-1; the last spatial layer)
-    alphas : optional (K,) channel weights the user computed
-    tol : relative tolerance (see the module docstring)
+    alphas : optional (K,) finite channel weights the user computed
+    tol : relative tolerance, a finite number > 0 (see the module docstring)
     Returns
     -------
     Comparison (``status`` 0 ours, 1 another convention, 2 no match)
     """
-    U = as_map(user_map)
+    U, tol = as_map(user_map), check_tol(tol)
+    alphas = None if alphas is None else as_alphas(alphas)
     x = np.asarray(x) if not hasattr(x, "shape") else x
     if x.ndim == 4 and x.shape[0] != 1:
         raise CompareError(f"compare explains one image at a time; got a batch of {x.shape[0]}")

@@ -29,7 +29,7 @@ from . import conventions as C
 from .compare import Comparison, _stats, affine_fit
 from .core import explain
 from .registry import get_method, variants
-from .userfiles import DEFAULT_TOL, CompareError, as_map
+from .userfiles import DEFAULT_TOL, CompareError, as_map, check_tol
 
 PEERS = ("pytorch-grad-cam", "torchcam")
 
@@ -62,7 +62,7 @@ def compare_method(user_map, model, x, method, target=None, layer=None, tol=DEFA
     gradcam.compare.Comparison (``best`` is None; ``rows`` one per formula and rendering)
     """
     m = get_method(method)
-    U = as_map(user_map)
+    U, tol = as_map(user_map), check_tol(tol)
     x = np.asarray(x) if not hasattr(x, "shape") else x
     if x.ndim == 4 and x.shape[0] != 1:
         raise CompareError(f"compare explains one image at a time; got a batch of {x.shape[0]}")

@@ -130,7 +130,9 @@ def explain(model, x, target=None, method="gradcam", layer=None, variant=None, *
     Parameters
     ----------
     model : minicnn.Sequential (run in eval mode for the call, then restored)
-    x : (N, C, H, W) input, or one (C, H, W) image (then N = 1)
+    x : (N, C, H, W) input, or one (C, H, W) image (then N = 1), floating point and finite,
+        preprocessed as the model was trained; integer input (uint8 0-255 pixels) is refused
+        with a ValueError saying how to scale it (``gradcam.engine.as_batch``)
     target : None (top-1 per image), int, class name, or N ints/names
     method : a registered name ("gradcam", "counterfactual", "cam", "saliency", "deconvnet",
         "guided-backprop", "guided-gradcam", ...)

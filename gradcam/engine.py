@@ -79,11 +79,16 @@ def eval_mode(model):
 
 
 def as_batch(x, finite=True):
-    """Validate the input: (N, C, H, W) (or one (C, H, W) image, given a batch axis), numeric,
-    finite. Returns the (N, C, H, W) array (same module and dtype).
+    """Validate the input: (N, C, H, W) (or one (C, H, W) image, given a batch axis), floating
+    point, finite. Returns the (N, C, H, W) array (same module and dtype).
 
     ``finite=False`` skips the finiteness check, the one part that reads the pixels (on a
     device, a host sync): for a caller whose ``forward_backward`` checks them anyway.
+
+    NOTE: integer input (uint8 0-255 pixels, say) is refused, not scaled or warned about: the
+    model would run on values 255x its training range (logits in the thousands) and explain
+    that. The message says how to scale: the model's own ``preprocess`` where it has one, else
+    x / 255 (what the shapes models and ``gradcam.images.FALLBACK`` use).
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         x = np.asarray(x)
@@ -94,9 +99,13 @@ def as_batch(x, finite=True):
                          f"got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError("input batch is empty")
-    if x.dtype.kind not in "fiu":
-        raise ValueError(f"input must be a numeric array, got dtype {x.dtype}")
-    if finite and x.dtype.kind == "f" and not bool(get_xp(x).isfinite(x).all()):
+    if x.dtype.kind in "biu":
+        raise ValueError(f"input is {x.dtype}: explanations take the model's float input, "
+                         "not raw pixels; scale it as the model was trained: model.preprocess("
+                         "rgb) where the model has one, else x.astype(np.float32) / 255")
+    if x.dtype.kind != "f":
+        raise ValueError(f"input must be a floating-point array, got dtype {x.dtype}")
+    if finite and not bool(get_xp(x).isfinite(x).all()):
         raise ValueError("input contains NaN or inf; an explanation needs finite pixels")
     return x
 

@@ -7,15 +7,17 @@ The steps, in order (Pillow does the decoding and the resizing):
 
 1. Open the file lazily (only the header is read) and refuse images with more than
    ``max_pixels`` pixels (default ``MAX_PIXELS`` = 50 M) *before* decoding them: a small file can
-   claim a huge size (a "decompression bomb"). Pillow's own DecompressionBombError/Warning are
-   turned into the same error.
+   claim a huge size (a "decompression bomb"). The refusal is this module's message at every
+   size (Pillow's own check, 2 x 89 M pixels, is lifted while the header is read; its
+   DecompressionBombError/Warning elsewhere become the same error).
 2. Decode everything now (``img.load()``), so a truncated or corrupt file fails here.
 3. Apply the EXIF orientation tag (``ImageOps.exif_transpose``): a phone photo stored sideways
    is loaded the way it is displayed.
 4. Convert to RGB uint8 (``to_rgb``): transparency is composited on white; 16-bit grey
    (``I;16``, ``I``) is scaled to 8 bits (v * 255 / 65535), not clipped; float (``F``) is taken
-   as [0, 1]; CMYK, P, 1, L, LA, YCbCr go through Pillow's ``convert`` (no ICC colour
-   management). Multi-frame files (GIF, TIFF) give their first frame.
+   as [0, 1], and refused if any pixel is NaN or inf; CMYK, P, 1, L, LA, YCbCr go through
+   Pillow's ``convert`` (no ICC colour management). Multi-frame files (GIF, TIFF) give their
+   first frame.
 5. The model's own ``preprocess`` (``minicnn.preprocess.Preprocess``) at its ``input_size``:
    crop, resize, (rgb - mean) / std. A model without them (e.g. a Sequential a user built)
    gets ``FALLBACK`` at 64 x 64, what the shipped shapes models also use: the whole image
@@ -24,8 +26,8 @@ The steps, in order (Pillow does the decoding and the resizing):
    heatmap, resized back to the original size, lines up with the original pixels.
 
 Every failure (missing file, a directory, not an image, truncated or corrupt data, too many
-pixels, an unconvertible mode) raises ``ImageError``, a ValueError whose message is one line
-that names the file.
+pixels, non-finite float pixels, an unconvertible mode) raises ``ImageError``, a ValueError
+whose message is one line that names the file.
 """
 
 from __future__ import annotations
@@ -89,6 +91,29 @@ def to_rgb(img):
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, HSV, ...
 
 
+def _open_header(name):
+    """``Image.open`` (the header only) without Pillow's own pixel limit, so that our check,
+    made right after it and before any decoding, decides at every size with our message.
+    NOTE: Pillow's limit is a module global, restored at once; decoders that check it again
+    while decoding still raise, and that becomes "image too large"."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        return Image.open(name)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_finite(img, name):
+    """A float ("F") image must be finite: casting NaN to 8 bits is undefined (NumPy warns
+    and gives 0), so a NaN pixel would silently become black."""
+    if img.mode == "F":
+        bad = int(np.count_nonzero(~np.isfinite(np.asarray(img))))
+        if bad:
+            raise ImageError(f"{name}: float image has {bad} NaN or inf pixel(s); an image "
+                             "must be finite")
+
+
 def read_rgb(path, max_pixels=MAX_PIXELS):
     """Decode an image file to an RGB uint8 array, EXIF orientation applied (steps 1-4).
 
@@ -112,12 +137,13 @@ def read_rgb(path, max_pixels=MAX_PIXELS):
         with warnings.catch_warnings():
             # NOTE: Pillow only warns between its limit and twice its limit; make that an error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(name) as img:  # reads the header only
+            with _open_header(name) as img:  # reads the header only
                 w, h = img.size
                 if w * h > max_pixels:
                     raise ImageError(f"{name}: image is {w}x{h} = {w * h:,} pixels, over the "
                                      f"limit of {max_pixels:,} (refused before decoding)")
                 img.load()  # decode now: truncated or corrupt data fail here, inside the try
+                _check_finite(img, name)
                 img = ImageOps.exif_transpose(img)
                 rgb = np.asarray(to_rgb(img), dtype=np.uint8)
     except ImageError:

@@ -30,6 +30,7 @@ import zlib
 
 import numpy as np
 
+from . import tempfiles
 from .backend import to_numpy
 
 META_KEY = "__meta__"
@@ -61,13 +62,17 @@ def atomic_write(path, write_fn):
     write_fn : callable taking a writable binary file object
 
     On any exception the temp file is removed and the exception re-raised; ``path``
-    keeps its old contents (or stays absent).
+    keeps its old contents (or stays absent). Temp files of ``path`` left by writers that
+    were killed are removed first (``minicnn.tempfiles``).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    tempfiles.remove_stale(path)  # what killed writers of this same target left behind
     tmp = tempfile.NamedTemporaryFile(delete=False, dir=directory,
                                       prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    held = None
     try:
+        held = tempfiles.hold(tmp.name)  # live until renamed: see minicnn.tempfiles
         with tmp as f:
             write_fn(f)
             f.flush()
@@ -81,6 +86,8 @@ def atomic_write(path, write_fn):
         except FileNotFoundError:
             pass
         raise
+    finally:
+        tempfiles.release(held)
     _fsync_dir(directory)
 
 

@@ -12,10 +12,15 @@ Reproducibility: epoch ``e`` shuffles with its own generator,
 batches of an epoch do not depend on earlier epochs, and a run that is stopped after
 epoch ``e`` and resumed from its checkpoint (model state, optimiser state, history)
 follows exactly the same arithmetic as a run that never stopped.
+
+Divergence: ``fit`` stops at the first mini-batch whose loss is NaN or inf, before its
+backward and update, and raises ``NonFiniteLoss`` naming the epoch and batch. The checkpoint
+(if any) is not touched, so it still holds the last epoch that ended with a finite loss.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -50,6 +55,29 @@ class History:
         """JSON-able ``{"loss": [...], "acc": [...], "val_acc": [...], "seconds": [...]}``."""
         return {"loss": list(self.loss), "acc": list(self.acc), "val_acc": list(self.val_acc),
                 "seconds": list(self.seconds)}
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or inf; ``fit`` stopped before that batch's update.
+
+    On a device the loss is read once per epoch, so ``fit`` stops at the end of that epoch and
+    ``batch`` is None. Attributes: ``epoch`` and ``batch`` (1-based, where it happened),
+    ``loss``, ``history``
+    (the epochs completed, as in the checkpoint), ``checkpoint`` (its path, or None).
+    """
+
+    def __init__(self, epoch, epochs, batch, n_batches, loss, history, checkpoint):
+        kept = (f"the checkpoint {checkpoint} still holds epoch {len(history.loss)}"
+                if checkpoint is not None and history.loss else
+                "no epoch had completed, so there is no checkpoint" if checkpoint is not None
+                else "no checkpoint was asked for")
+        where = (f"batch {batch}/{n_batches}; stopped before its update" if batch is not None
+                 else "a batch of it (on a device the loss is read once per epoch); stopped at "
+                 "the epoch's end")
+        super().__init__(f"training loss is {loss} in epoch {epoch}/{epochs}, {where} ({kept}); "
+                         "lower the learning rate or check the data")
+        self.epoch, self.batch, self.loss = epoch, batch, loss
+        self.history, self.checkpoint = history, checkpoint
 
 
 def _model_device_dtype(model):
@@ -252,6 +280,11 @@ def fit(model, optimizer, X, y, epochs, batch_size=64, seed=0, val=None, checkpo
     Returns
     -------
     History with per-epoch ``loss``, ``acc``, ``val_acc``, ``seconds``
+    Raises
+    ------
+    NonFiniteLoss : a mini-batch loss is NaN or inf; training stops before that batch's
+        update, and the checkpoint keeps the last complete epoch (the model's parameters are
+        those of the step before, which produced the non-finite loss: reload the checkpoint)
     """
     N = len(X)
     y = to_numpy(y)
@@ -288,6 +321,13 @@ def fit(model, optimizer, X, y, epochs, batch_size=64, seed=0, val=None, checkpo
                 check_labels(y, scores.shape[1])
                 checked = True
             loss, dscores = softmax_cross_entropy(scores, yb, sync=False)
+            # NOTE: on the host every batch is checked (free); on a device that would be a sync
+            # per step, so the epoch's summed loss is checked at its one sync below instead
+            if device == "numpy" and not math.isfinite(float(loss)):
+                if bar:
+                    sys.stderr.write("\r\033[K")
+                raise NonFiniteLoss(epoch + 1, epochs, i + 1, n_batches, float(loss),
+                                    history, checkpoint)
             model.backward(dscores, need_dx=False)  # stores parameter grads only
             optimizer.step()
             loss_sum = loss_sum + loss * (b - a)  # sum over samples: batches may differ in size
@@ -296,6 +336,8 @@ def fit(model, optimizer, X, y, epochs, batch_size=64, seed=0, val=None, checkpo
                 _bar(epoch, i + 1, n_batches, float(loss_sum) / b)
         xp = get_xp(scores)
         loss_sum, correct = to_numpy(xp.stack([loss_sum, correct.astype(np.float64)])).tolist()
+        if not math.isfinite(loss_sum):  # a device run: some batch of this epoch went non-finite
+            raise NonFiniteLoss(epoch + 1, epochs, None, n_batches, loss_sum, history, checkpoint)
         val_acc = model_accuracy(model, val[0], val[1]) if val is not None else None
         history.loss.append(loss_sum / N)
         history.acc.append(correct / N)

@@ -154,7 +154,7 @@ def test_affine_fit_recovers_scale_and_offset():
 
 
 def test_cli_exit_status_and_errors(tmp_path, capsys):
-    """0 ours, 1 another convention, 2 no match; bad input: one error line and 2. The model
+    """0 ours, 1 another convention, 2 no match; bad input: one error line and 3. The model
     comes as a saved model file, and as torch-style weights (--weights) for a zoo name."""
     model = zoo.shapes_cnn(seed=0).eval()
     x = np.random.default_rng(0).random((1, 3, 64, 64)).astype(np.float32)
@@ -179,14 +179,14 @@ def test_cli_exit_status_and_errors(tmp_path, capsys):
     rc = cli.main(base + [str(tmp_path / "missing.npy"), str(tmp_path / "x.npy"),
                           "--model", str(tmp_path / "m.npz")])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and err.startswith("gradcam: error:")
+    assert rc == 3 and err.count("\n") == 1 and err.startswith("gradcam: error:")
     bad = dict(model.state_dict())
     bad["fc.weight"] = np.zeros((3, 256), np.float32)
     torch_import.save_npz(bad, tmp_path / "bad.npz")
     rc = cli.main(base + [str(tmp_path / "ours.npy"), str(tmp_path / "x.npy"), "--model",
                           "shapes_cnn", "--weights", str(tmp_path / "bad.npz")])
     err = capsys.readouterr().err
-    assert rc == 2 and "fc.weight: file (3, 256) vs model (4, 256)" in err
+    assert rc == 3 and "fc.weight: file (3, 256) vs model (4, 256)" in err
 
 
 def test_cli_with_an_image_input(tmp_path, capsys):

@@ -6,7 +6,7 @@
                     [--method NAME|all] [--out DIR] [--alpha 0.5] [--cmap jet] [--size H W]
     gradcam layers --model NAME_OR_PATH [--size H W]
     gradcam evaluate [--models NAME_OR_PATH ...] [--n 200] [--seed 4000] [--markdown]
-    gradcam compare HEATMAP INPUT --model NAME_OR_PATH ...   (exit 0/1/2: its verdict)
+    gradcam compare HEATMAP INPUT --model NAME_OR_PATH ...   (exit 0/1/2: its verdict; 3 error)
 
 Modules: ``app`` (the parser and ``main``), ``common`` (what the subcommands share: the
 parser class, the error line, ``resolve_model``, ``input_size``, ``methods``, safe writing),
@@ -21,11 +21,13 @@ carries none is read at 64 x 64, / 255.
 
 Failure policy: bad input of any kind ends with exactly one line ``gradcam: error: ...`` on
 stderr, no traceback, and exit status 2 for usage errors (argparse) or 1 for runtime errors
-(missing/corrupt/too-large image, unknown model, class or layer, CAM on a non-GAP model;
-``compare``: 2). Only our own errors and ValueError / KeyError / OSError are caught, so a
-genuine bug (TypeError, ...) still shows its traceback. Every output is computed before the
-first file is written, each file is written atomically (temp file + rename), and if a write
-fails the files this run already wrote are removed: no half-written output.
+(missing/corrupt/too-large image, unknown model, class or layer, CAM on a non-GAP model);
+``compare`` ends every error, usage included, with 3, since its 0/1/2 are verdicts (its
+module's ``ERROR_STATUS`` / ``USAGE_STATUS``, read by ``app.main``). Only our own errors and
+ValueError / KeyError / OSError are caught, so a genuine bug (TypeError, ...) still shows its
+traceback. Every output is computed before the first file is written, each file is written
+atomically (temp file + rename), and if a write fails the files this run already wrote are
+removed: no half-written output.
 """
 
 from .app import build_parser, main

@@ -13,7 +13,9 @@ import re
 
 import numpy as np
 
-ERROR_STATUS = 1  # a runtime error; a subcommand may set its own (``compare``: 2)
+ERROR_STATUS = 1  # a runtime error; a subcommand may set its own (``compare``: 3)
+USAGE_STATUS = 2  # a bad option or argument (argparse); a subcommand may set its own
+MAX_SIDE = 1024  # --size: each side of the model input at most this (memory bounded up front)
 DEFAULT_SIZE = (64, 64)  # input size of a model that carries none
 DISPLAY_MAX_SIDE = 512  # overlays are drawn on the original image shrunk to this long side
 
@@ -50,8 +52,12 @@ def resolve_model(spec, weights=None, pretrained=True):
 
 def input_size(model, size=None):
     """(H, W) of the model input: ``--size`` if given, else the model's own ``input_size``
-    (saved in its file), else 64 x 64."""
-    return tuple(size) if size else tuple(model.input_size or DEFAULT_SIZE)
+    (saved in its file), else 64 x 64; each side at most MAX_SIDE (a model file's size too)."""
+    hw = tuple(size) if size else tuple(model.input_size or DEFAULT_SIZE)
+    if not all(1 <= int(v) <= MAX_SIDE for v in hw):
+        raise CLIError(f"input size {hw[0]}x{hw[1]}: each side must be 1..{MAX_SIDE} "
+                       "(give --size H W)")
+    return hw
 
 
 def input_channels(model):
@@ -123,12 +129,12 @@ def option_value(text):
     if low == "none":
         return None
     if text.startswith("@"):
+        from ..userfiles import read_array
+
         try:
-            with open(text[1:], "rb") as f:
-                return np.load(f, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise CLIError(f"--option value {text!r}: cannot read a .npy array: "
-                           f"{one_line(e)}") from None
+            return read_array(text[1:], "--option array", ())
+        except ValueError as e:
+            raise CLIError(f"--option value {text!r}: {one_line(e)}") from None
     try:
         return float(low)
     except ValueError:
@@ -263,6 +269,35 @@ def positive_int(text):
     return int(text)
 
 
+def seed_int(text):
+    """argparse type: a seed, an integer >= 0 (what ``numpy.random.default_rng`` takes).
+
+    NOTE: argparse puts the option's name before the message ("argument --seed: ...")."""
+    if not re.fullmatch(r"\+?\d+", text.strip()):
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def side_int(text):
+    """argparse type: one side of ``--size``, an integer in [1, MAX_SIDE]: a 30000 x 30000
+    input would need tens of GB per activation, so it is refused before any allocation."""
+    v = positive_int(text)
+    if v > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SIDE} pixels a side, got {v}")
+    return v
+
+
+def tolerance(text):
+    """argparse type: ``--tol``, a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (np.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
 def colormap(name):
     """argparse type: the name of a matplotlib colormap."""
     import matplotlib
@@ -278,5 +313,6 @@ def add_model(parser):
 
 
 def add_size(parser, text="model input size (default: 64 64; the zoo's size for zoo models)"):
-    """The ``--size H W`` option (two positive integers)."""
-    parser.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"), help=text)
+    """The ``--size H W`` option (two integers in [1, MAX_SIDE])."""
+    parser.add_argument("--size", nargs=2, type=side_int, metavar=("H", "W"),
+                        help=f"{text}; each side 1..{MAX_SIDE}")

@@ -8,13 +8,21 @@
 which rendering made the map (``gradcam.compare_family``).
 
 Exit status (for a user's CI): 0 the map is ours, 1 it follows another (named) convention,
-2 nothing matches, or bad input (one ``gradcam: error:`` line): its status is its verdict, so
-its runtime errors end with 2, not the command line's usual 1.
+2 nothing matches, 3 error: no verdict (bad input or option, unreadable file, non-finite map
+or alphas, ...; one ``gradcam: error:`` line, no traceback); 130 interrupted. An error never
+ends with a verdict's status, so a CI job cannot mistake a crash for "another convention".
 """
 
 from __future__ import annotations
 
 from . import common
+
+VERDICTS = {0: "the map is ours", 1: "it follows another (named) convention",
+            2: "nothing matches"}
+ERROR_STATUS = USAGE_STATUS = 3  # any error, usage included: distinct from every verdict
+EPILOG = ("exit status: " + ", ".join(f"{k} {v}" for k, v in VERDICTS.items())
+          + f", {ERROR_STATUS} error (no verdict: bad input, unreadable file, bad option), "
+          "130 interrupted")
 
 
 def add_parser(subparsers):
@@ -24,7 +32,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "compare", help="which convention does your heatmap follow? (gradcam.compare)",
         description="Compare a user's Grad-CAM heatmap with ours and say which convention it "
-        "follows.")
+        "follows.", epilog=EPILOG)
     p.add_argument("heatmap", metavar="HEATMAP", help="your map: .npy, .npz or grayscale .png")
     p.add_argument("input", metavar="INPUT",
                    help="the image file, or the preprocessed input as .npy/.npz (C,H,W)")
@@ -33,21 +41,26 @@ def add_parser(subparsers):
     p.add_argument("--target", help="class name or index (default: top-1)")
     p.add_argument("--layer", help="layer of A (default: the last spatial layer)")
     p.add_argument("--alphas", help="your channel weights alpha (K,), .npy/.npz")
-    p.add_argument("--tol", type=float, default=None,
-                   help=f"relative tolerance (default {DEFAULT_TOL:g}; 2/255 for 8-bit PNGs)")
+    p.add_argument("--tol", type=common.tolerance, default=None,
+                   help=f"relative tolerance, a finite number > 0 (default {DEFAULT_TOL:g}; "
+                   "2/255 for 8-bit PNGs)")
     p.add_argument("--method", default="gradcam",
                    help="the method your map explains (default gradcam; see gradcam.methods())")
     common.add_size(p, "model input size for an image INPUT (default: the zoo's, else 64 64)")
-    p.set_defaults(func=run, error_status=2)
+    p.set_defaults(func=run)
     return p
 
 
 def run(args):
-    """Run the comparison, print the table and the diagnosis; return its status 0 / 1 / 2."""
+    """Run the comparison, print the table and the diagnosis; return its verdict 0 / 1 / 2
+    (errors raise, and ``gradcam.cli.app.main`` turns them into ERROR_STATUS)."""
     from ..compare import compare
-    from ..userfiles import load_alphas, load_input, load_map
+    from ..userfiles import check_weights, load_alphas, load_input, load_map
 
     user_map, tol = load_map(args.heatmap)
+    alphas = load_alphas(args.alphas) if args.alphas else None  # user files before the model
+    if args.weights is not None:
+        check_weights(args.weights)
     model = common.resolve_model(args.model, args.weights)
     x = load_input(args.input, model, common.input_size(model, args.size),
                    common.image_mode(model))
@@ -64,7 +77,6 @@ def run(args):
                                 tol if args.tol is None else args.tol)
         print(result.format())
         return result.status
-    alphas = load_alphas(args.alphas) if args.alphas else None
     result = compare(user_map, model, x, target, args.layer, alphas,
                      tol if args.tol is None else args.tol)
     print(result.format())

@@ -25,7 +25,8 @@ def add_parser(subparsers):
                    help=f"zoo names or model files (default: {' '.join(SHIPPED)})")
     p.add_argument("--n", type=int, default=200,
                    help="single-object images, and scenes (default 200 each)")
-    p.add_argument("--seed", type=int, default=4000, help="data seed (default 4000)")
+    p.add_argument("--seed", type=common.seed_int, default=4000,
+                   help="data seed, an integer >= 0 (default 4000)")
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="registered methods to score (default: all)")
     common.add_options(p)

@@ -41,7 +41,7 @@ def _pretrained(model, name):
     """Load the shipped weights of ``name`` into ``model``; a missing or stale file is a
     ``WeightFileError`` (a ValueError) that says how to retrain it."""
     path = WEIGHTS_DIR / f"{name}.npz"
-    hint = f"retrain them with: python -m minicnn.zoo.train_shapes {name}"
+    hint = f"retrain them with: python -m minicnn.zoo.train_shapes --shipped {name}"
     if not path.exists():
         raise io.WeightFileError(f"the shipped weights for {name!r} are missing ({path}); {hint}")
     arrays, meta = io.load_arrays(path)
