@@ -61,6 +61,30 @@ def test_fit_says_when_no_epoch_completed():
     assert len(fit(ok, SGD(ok, lr=0.1), X, y, epochs=2, batch_size=8, progress=False).loss) == 2
 
 
+def _linear_net():
+    """Flatten + Linear as a minicnn Sequential (movable to a device, unlike TinyLinear)."""
+    import minicnn
+    from minicnn import layers as L
+
+    return minicnn.Sequential([("flat", L.Flatten()),
+                               ("fc", L.Linear(4, 3, rng=np.random.default_rng(0)))])
+
+
+def test_fit_on_a_device_stops_at_the_end_of_the_non_finite_epoch(tmp_path, fake_device):
+    """On a device the loss is read once per epoch (no sync per step), so the error names the
+    epoch and no batch; the checkpoint still holds the last finite epoch."""
+    X, y = blobs(N=32)
+    ck = tmp_path / "ck.npz"
+    model = _linear_net().to("cupy")
+    with pytest.raises(NonFiniteLoss, match=r"epoch 2/3, a batch of it") as e:
+        fit(model, SGD(model, lr=0.1), X, y, epochs=3, batch_size=8, checkpoint=ck,
+            progress=False, augment=_nan_from_call(6))
+    assert (e.value.epoch, e.value.batch) == (2, None) and np.isnan(e.value.loss)
+    assert io.load_arrays(ck)[1]["epoch"] == 1
+    ok = _linear_net().to("cupy")  # control: without NaN the device run trains to the end
+    assert len(fit(ok, SGD(ok, lr=0.1), X, y, epochs=3, batch_size=8, progress=False).loss) == 3
+
+
 # --------------------------------------------------------------------------- temporaries
 def _temp(folder, target, rand="abcd1234", age=3600.0):
     """A temporary of ``target`` as ``atomic_write`` names it, ``age`` seconds old."""
