@@ -48,8 +48,8 @@ from .progress import progress
 from .resize import normalize, resize
 from .targets import resolve_target
 
-__all__ = ["MODES", "SanityResult", "data_randomisation", "format_table", "layer_groups",
-           "randomisation", "randomised", "sanity_maps"]
+__all__ = ["MODES", "SanityResult", "cascade_figure", "data_randomisation", "format_table",
+           "layer_groups", "randomisation", "randomised", "sanity_maps"]
 
 MODES = ("cascading", "independent")
 
@@ -252,3 +252,23 @@ def format_table(res, markdown=False):
     width = [max(len(str(r[k])) for r in rows + [head]) for k in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" if k < 2 else f"{{:>{w}}}" for k, w in enumerate(width))
     return "\n".join(fmt.format(*r) for r in [head] + rows)
+
+
+def cascade_figure(res, image, n=0, path=None, title=None):
+    """Adebayo et al.'s Fig. 2 for image ``n``: a row per method, a column per step.
+
+    Parameters
+    ----------
+    res : SanityResult;  image : the picture of image n (H, W, 3) or (H, W), drawn first
+    path : write a PNG there (returns the absolute path); None: return the Figure
+    """
+    from . import viz
+
+    titles = ["Image"] + [s if s in ("trained", "permuted labels") or res.mode != "cascading"
+                          else f"down to {s}" for s in res.steps]
+    gray = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+    img = viz.as_rgb(image)
+    cells = [[img] + [(res.maps[i, s, n], gray) for s in range(len(res.steps))]
+             for i in range(len(res.methods))]
+    fig = viz._grid(cells, titles, list(res.methods), title)
+    return fig if path is None else viz.save_png(fig, path)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import sys
 
-from . import common, compare, demo, evaluate, explain, layers
+from . import common, compare, demo, evaluate, explain, layers, sanity
 
-SUBCOMMANDS = (demo, explain, layers, evaluate, compare)  # modules, in ``--help`` order
+SUBCOMMANDS = (demo, explain, layers, evaluate, compare, sanity)  # modules, in ``--help`` order
 
 
 def build_parser():
