@@ -242,7 +242,7 @@ def data_randomisation(model, random_model, x, target=None,
 
 def format_table(res, markdown=False):
     """The table: a row per method and step, the mean over images of each measure."""
-    head = ("method", "step", "Spearman", "|Spearman|", "SSIM")
+    head = ("method", "step", "Spearman", "Spearman abs", "SSIM")
     rows = [(m, step, *(f"{np.nanmean(a[i, s]):.3f}" if np.isfinite(a[i, s]).any() else "nan"
                         for a in (res.spearman, res.spearman_abs, res.ssim)))
             for i, m in enumerate(res.methods) for s, step in enumerate(res.steps)]

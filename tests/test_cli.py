@@ -374,7 +374,7 @@ def test_every_subcommand_is_registered_the_same_way(capsys):
     """Each subcommand module registers itself (``add_parser`` sets ``func``); ``main`` has no
     special case: every one answers --help (0) and a bad option (2, one line) alike."""
     names = [m.__name__.rsplit(".", 1)[1] for m in app.SUBCOMMANDS]
-    assert names == ["demo", "explain", "layers", "evaluate", "compare"]
+    assert names == ["demo", "explain", "layers", "evaluate", "compare", "sanity"]
     sub = next(a for a in app.build_parser()._actions if a.dest == "command")
     assert list(sub.choices) == names
     for module, name in zip(app.SUBCOMMANDS, names):

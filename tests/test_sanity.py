@@ -149,7 +149,7 @@ def test_cli_writes_the_cascade_figure_and_prints_the_table(tmp_path, capsys):
                    "guided-backprop", "--out", str(tmp_path), "--mode", "independent"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "guided-backprop  conv1" in out and "|Spearman|" in out
+    assert "guided-backprop  conv1" in out and "Spearman abs" in out
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["sanity_independent.npz", "sanity_independent_0.png"]
     with np.load(tmp_path / "sanity_independent.npz") as z:
