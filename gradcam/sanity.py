@@ -45,7 +45,7 @@ from .core import explain
 from .engine import as_batch, eval_mode, model_class_names
 from .metrics.similarity import spearman, ssim
 from .progress import progress
-from .resize import normalize, resize
+from .resize import resize
 from .targets import resolve_target
 
 __all__ = ["MODES", "SanityResult", "cascade_figure", "data_randomisation", "format_table",
@@ -80,15 +80,18 @@ class SanityResult(NamedTuple):
 def sanity_maps(r):
     """A result's signed map and its map as drawn, both (N, H, W) at the input's size.
 
-    pixel methods: signed = sum_ch pixels, drawn = sum_ch |pixels| / max (Adebayo et al.'s
-    "diverging" and "absolute value" visualisations, without their 99th-percentile clip);
+    pixel methods: signed = sum_ch pixels, drawn = min(sum_ch |pixels| / q99, 1) with q99 the
+    image's 99th percentile of sum_ch |pixels| (Adebayo et al.'s "diverging" and "absolute
+    value" visualisations: the clip keeps a few extreme pixels from darkening the whole map);
     channel, position, network: signed = the linear map before Eq. (2)'s ReLU (resized
     bilinearly), drawn = the heatmap (ReLU, resized, divided by its max).
     """
     size = tuple(r.heatmap.shape[-2:])
     if r.pixels is not None:
         xp = get_xp(r.pixels)
-        return r.pixels.sum(axis=1), normalize(xp.abs(r.pixels).sum(axis=1))
+        m = xp.abs(r.pixels).sum(axis=1)
+        q = xp.percentile(m.reshape(m.shape[0], -1), 99, axis=1)[:, None, None]
+        return r.pixels.sum(axis=1), xp.minimum(m / xp.where(q > 0, q, 1), 1)
     signed = r.linear_map
     if tuple(signed.shape[-2:]) != size:
         signed = resize(signed, size)

@@ -57,7 +57,7 @@ def ranks(a):
     xp = get_xp(a)
     a = _flat(a)
     N, P = a.shape
-    order = xp.argsort(a, axis=1, kind="stable")
+    order = xp.argsort(a, axis=1)  # tied values get one average rank: their order is moot
     s = xp.take_along_axis(a, order, axis=1)
     # a new group of equal values starts where the sorted value changes (and at each row start)
     start = xp.ones((N, P), dtype=bool)
@@ -67,7 +67,8 @@ def ranks(a):
     count = xp.bincount(group)
     mean_rank = xp.bincount(group, weights=pos) / count  # average of the group's positions
     r = xp.empty((N, P), dtype=xp.float64)
-    xp.put_along_axis(r, order, mean_rank[group].reshape(N, P), axis=1)
+    # NOTE: fancy indexing, not put_along_axis, which CuPy has only from 14.0
+    r[xp.arange(N)[:, None], order] = mean_rank[group].reshape(N, P)
     return r
 
 
