@@ -12,11 +12,11 @@ A method whose map stays similar to the trained model's while the model is destr
 explain the model (the paper finds guided backprop so; Grad-CAM and the gradient are not).
 Each step compares each method's map with the trained model's by the measures of
 ``gradcam.metrics.similarity``: Spearman's rank correlation of the signed maps, of their
-absolute values, and SSIM of the maps as drawn.
+absolute values, and SSIM and the correlation of HOG features of the maps as drawn.
 
     res = sanity.randomisation(model, x, target, methods=["gradcam", "guided-backprop"])
     res.steps              # ("trained", "fc", "conv4", ...): step 0 is the trained model
-    res.spearman[m, s, n]  # method m, step s, image n (also res.spearman_abs, res.ssim)
+    res.spearman[m, s, n]  # method m, step s, image n (also spearman_abs, ssim, hog)
     res.maps[m, s]         # (N, H, W) the maps as drawn (the cascade figure)
     print(sanity.format_table(res))
 
@@ -43,7 +43,7 @@ from minicnn.backend import get_xp, to_numpy
 
 from .core import explain
 from .engine import as_batch, eval_mode, model_class_names
-from .metrics.similarity import spearman, ssim
+from .metrics.similarity import hog_correlation, spearman, ssim
 from .progress import progress
 from .resize import resize
 from .targets import resolve_target
@@ -62,7 +62,7 @@ class SanityResult(NamedTuple):
         randomised (cascading: down to and including that group; independent: only it)
     methods : M method names
     target : (N,) the classes explained (the trained model's, at every step)
-    spearman, spearman_abs, ssim : (M, S, N) float64 NumPy (step 0: 1 where defined)
+    spearman, spearman_abs, ssim, hog : (M, S, N) float64 NumPy (step 0: 1 where defined)
     maps : (M, S, N, H, W) float32 NumPy, the maps as drawn and compared by SSIM, in [0, 1]
     """
 
@@ -73,6 +73,7 @@ class SanityResult(NamedTuple):
     spearman: np.ndarray
     spearman_abs: np.ndarray
     ssim: np.ndarray
+    hog: np.ndarray
     maps: np.ndarray
 
 
@@ -178,11 +179,12 @@ def _compare(models, x, target, methods, options, total, desc):
             rows[m].append((to_numpy(spearman(s0, signed)),
                             to_numpy(spearman(s0, signed, absolute=True)),
                             to_numpy(ssim(d0, drawn)),
+                            to_numpy(hog_correlation(d0, drawn)),
                             to_numpy(drawn).astype(np.float32)))
             bar.update(1)
     bar.close()
     out = [np.stack([np.stack([row[i] for row in rows[m]]) for m in methods])
-           for i in range(4)]
+           for i in range(5)]
     return tuple(steps), out
 
 
@@ -216,10 +218,9 @@ def randomisation(model, x, target=None, methods=("gradcam", "guided-backprop"),
     c = _target(model, x, target)
     models = [("trained", model)]
     chain = randomised(model, mode, seed, groups)
-    steps, (rho, rho_abs, s, maps) = _compare(
-        _chain(models, chain), x, c, list(methods), options or {}, 1 + len(groups),
-        f"sanity {mode}")
-    return SanityResult(mode, steps, tuple(methods), c, rho, rho_abs, s, maps)
+    steps, measures = _compare(_chain(models, chain), x, c, list(methods), options or {},
+                               1 + len(groups), f"sanity {mode}")
+    return SanityResult(mode, steps, tuple(methods), c, *measures)
 
 
 def _chain(first, rest):
@@ -237,17 +238,16 @@ def data_randomisation(model, random_model, x, target=None,
     SanityResult, mode "data", steps ("trained", "permuted labels")
     """
     c = _target(model, x, target)
-    steps, (rho, rho_abs, s, maps) = _compare(
-        [("trained", model), ("permuted labels", random_model)], x, c, list(methods),
-        options or {}, 2, "sanity data")
-    return SanityResult("data", steps, tuple(methods), c, rho, rho_abs, s, maps)
+    steps, measures = _compare([("trained", model), ("permuted labels", random_model)], x, c,
+                               list(methods), options or {}, 2, "sanity data")
+    return SanityResult("data", steps, tuple(methods), c, *measures)
 
 
 def format_table(res, markdown=False):
     """The table: a row per method and step, the mean over images of each measure."""
-    head = ("method", "step", "Spearman", "Spearman abs", "SSIM")
+    head = ("method", "step", "Spearman", "Spearman abs", "SSIM", "HOG")
     rows = [(m, step, *(f"{np.nanmean(a[i, s]):.3f}" if np.isfinite(a[i, s]).any() else "nan"
-                        for a in (res.spearman, res.spearman_abs, res.ssim)))
+                        for a in (res.spearman, res.spearman_abs, res.ssim, res.hog)))
             for i, m in enumerate(res.methods) for s, step in enumerate(res.steps)]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -87,7 +87,7 @@ def test_guided_backprop_survives_cascading_randomisation_grad_cam_does_not(mode
     res = sanity.randomisation(model, data.images, data.labels,
                                methods=["gradcam", "guided-backprop"])
     assert res.steps == ("trained", "fc", "conv4", "conv3", "conv2", "conv1")
-    assert res.ssim.shape == res.spearman.shape == (2, 6, 2)
+    assert res.ssim.shape == res.spearman.shape == res.hog.shape == (2, 6, 2)
     assert res.maps.shape == (2, 6, 2, 64, 64)
     np.testing.assert_allclose(res.ssim[:, 0], 1.0, rtol=1e-12)
     np.testing.assert_allclose(res.spearman[:, 0], 1.0, rtol=1e-12)
@@ -116,7 +116,7 @@ def test_a_map_that_ignores_the_model_passes_no_sanity_check(model, data, monkey
     for mode in ("cascading", "independent"):
         res = sanity.randomisation(model, data.images, data.labels,
                                    methods=["edges", "guided-backprop"], mode=mode)
-        for a in (res.spearman, res.spearman_abs, res.ssim):
+        for a in (res.spearman, res.spearman_abs, res.ssim, res.hog):
             np.testing.assert_allclose(a[0], 1.0, rtol=1e-12)   # the edge map never changes
             assert (a[1, 1:] < 0.999).all()                     # guided backprop does, a bit
 

@@ -135,3 +135,45 @@ def test_ssim_rejects_small_or_mismatched_maps():
     with pytest.raises(ValueError, match="unknown SSIM window"):
         ssim(np.zeros((1, 12, 12)), np.zeros((1, 12, 12)), window="box")
     assert set(metrics.SSIM_WINDOWS) == {"gaussian", "uniform"}
+
+
+# --------------------------------------------------------------------------- HOG
+def test_hog_cells_of_a_vertical_and_a_diagonal_edge_by_hand():
+    # a step from 0 to 1 between columns 7 and 8: g_x = 1 at columns 7 and 8 (central
+    # differences), g_y = 0, so each of the 16 rows votes 1 into bin 0 (0 degrees) of the cell
+    # holding column 7 and of the cell holding column 8: 8 votes per cell, nothing elsewhere
+    m = np.zeros((1, 16, 16))
+    m[:, :, 8:] = 1
+    h = metrics.hog_cells(m)
+    assert h.shape == (1, 2, 2, 9)
+    np.testing.assert_array_equal(h[0, :, :, 0], [[8, 8], [8, 8]])
+    assert h.sum() == 32
+    # the diagonal ramp m = i + j: g_x = g_y = 2 inside the border, |g| = 2 sqrt(2) at 45
+    # degrees, bin 2 of [40, 60); the border rows/columns have one component only (0 / 90)
+    i, j = np.mgrid[0:16, 0:16]
+    h = metrics.hog_cells((i + j)[None].astype(float))
+    assert h[0, 0, 0, 2] == pytest.approx(49 * 2 * math.sqrt(2))  # 7 x 7 interior pixels
+    assert h[0, 0, 0, 0] == pytest.approx(7 * 2) and h[0, 0, 0, 4] == pytest.approx(7 * 2)
+
+
+def test_hog_correlation_identical_one_and_other_orientation_lower():
+    rng = np.random.default_rng(3)
+    a = rng.uniform(size=(2, 32, 32))
+    np.testing.assert_allclose(metrics.hog_correlation(a, a), [1, 1], rtol=1e-12)
+    m = np.zeros((1, 32, 32))
+    m[:, :, 16:] = 1
+    # an edge turned by 90 degrees votes into bin 4 instead of bin 0: the features disagree
+    assert metrics.hog_correlation(m, m.transpose(0, 2, 1))[0] < 0.2
+    assert np.isnan(metrics.hog_correlation(np.ones((1, 32, 32)), a[:1])[0])
+    # the first block by hand: cells (0,0), (0,1), (1,0), (1,1), L2 norm, clip at 0.2, L2 again
+    h = metrics.hog_cells(a)
+    v = np.concatenate([h[0, 0, 0], h[0, 0, 1], h[0, 1, 0], h[0, 1, 1]])
+    plain = v / np.sqrt(v @ v + 1e-10)
+    v = np.minimum(plain, 0.2)
+    v = v / np.sqrt(v @ v + 1e-10)
+    f = metrics.hog(a)
+    assert f.shape == (2, 3 * 3 * 36)
+    np.testing.assert_allclose(f[0, :36], v, rtol=1e-12)
+    assert plain.max() > 0.2 and not np.allclose(f[0, :36], plain)  # the clip matters here
+    with pytest.raises(ValueError, match="2x2 cells"):
+        metrics.hog(np.zeros((1, 12, 12)))

@@ -104,7 +104,7 @@ def run(args):
              lambda p, n=n: sanity.cascade_figure(
                  res, pictures[n], n, p, title=f"{args.mode} randomisation of {args.model}, "
                  f"image {n}, class {labels[n]}")) for n in range(len(x))]
-    arrays = {"spearman": res.spearman, "spearman_abs": res.spearman_abs, "ssim": res.ssim,
+    arrays = {"spearman": res.spearman, "spearman_abs": res.spearman_abs, "ssim": res.ssim, "hog": res.hog,
               "maps": res.maps, "target": res.target, "steps": np.array(res.steps),
               "methods": np.array(res.methods)}
     jobs.append((os.path.join(out, f"sanity_{args.mode}.npz"),

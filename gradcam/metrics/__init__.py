@@ -14,4 +14,5 @@ from .localisation import (area_share, box_iou, connected_components, localisati
                            map_correlation, mass_ceiling, mass_inside, object_share,
                            pixel_saliency, pointing_game, weaker_instance, weaker_share)
 from .occlusion import OcclusionCorrelation, occlusion_correlation  # noqa: F401
-from .similarity import SSIM_WINDOWS, ranks, spearman, ssim  # noqa: F401
+from .similarity import (SSIM_WINDOWS, hog, hog_cells, hog_correlation, ranks,  # noqa: F401
+                         spearman, ssim)

@@ -7,6 +7,7 @@ rank correlation (of the maps and of their absolute values) and by SSIM.
     spearman(a, b)                  # (N,) rank correlation of each pair of maps
     spearman(a, b, absolute=True)   # of |a| and |b|
     ssim(a, b)                      # (N,) mean SSIM, Wang et al.'s 11x11 Gaussian window
+    hog_correlation(a, b)           # (N,) Pearson's r of the maps' HOG features
     ranks(a)                        # (N, P) ranks 1..P, ties by their average rank
 
 Maps are (N, H, W) (or (N, P) for ``spearman`` and ``ranks``), NumPy or CuPy: each function
@@ -21,7 +22,8 @@ import math
 
 from minicnn.backend import get_xp
 
-__all__ = ["SSIM_WINDOWS", "ranks", "spearman", "ssim"]
+__all__ = ["SSIM_WINDOWS", "hog", "hog_cells", "hog_correlation", "ranks", "spearman",
+           "ssim"]
 
 # name -> (window side, Gaussian sigma or None for a box, sample covariance)
 SSIM_WINDOWS = {
@@ -158,3 +160,73 @@ def ssim(a, b, data_range=1.0, window="gaussian", K1=0.01, K2=0.03):
     s = ((2 * mu_x * mu_y + C1) * (2 * cov + C2)
          / ((mu_x * mu_x + mu_y * mu_y + C1) * (var_x + var_y + C2)))
     return s.mean(axis=(1, 2))
+
+
+# --------------------------------------------------------------------------- HOG
+def hog_cells(maps, cell=8, bins=9):
+    """The histograms of oriented gradients of each cell (Dalal & Triggs, CVPR 2005, Sec. 6).
+
+    g_x = m[i, j+1] - m[i, j-1], g_y = m[i+1, j] - m[i-1, j] (0 on the border), |g| votes for
+    the bin of its unsigned orientation atan2(g_y, g_x) mod 180 degrees (bins of 180 / bins
+    degrees, hard voting: no interpolation between bins or cells)
+
+    Parameters
+    ----------
+    maps : (N, H, W); cell : the cell's side in pixels (rows and columns beyond the last whole
+        cell are dropped); bins : orientation bins over [0, 180)
+    Returns
+    -------
+    (N, H // cell, W // cell, bins) float64
+    """
+    xp = get_xp(maps)
+    m = xp.asarray(maps, dtype=xp.float64)
+    N, H, W = m.shape
+    gx, gy = xp.zeros_like(m), xp.zeros_like(m)
+    gx[:, :, 1:-1] = m[:, :, 2:] - m[:, :, :-2]
+    gy[:, 1:-1, :] = m[:, 2:, :] - m[:, :-2, :]
+    mag = xp.sqrt(gx * gx + gy * gy)
+    angle = xp.arctan2(gy, gx) % math.pi
+    b = xp.minimum((angle / (math.pi / bins)).astype(xp.int64), bins - 1)
+    Hc, Wc = H // cell, W // cell
+    votes = mag[..., None] * (b[..., None] == xp.arange(bins))
+    votes = votes[:, :Hc * cell, :Wc * cell].reshape(N, Hc, cell, Wc, cell, bins)
+    return votes.sum(axis=(2, 4))
+
+
+def hog(maps, cell=8, bins=9, block=2, clip=0.2, eps=1e-5):
+    """HOG features: the cell histograms of every block x block window of cells, L2-Hys normed.
+
+    v <- v / sqrt(|v|^2 + eps^2); v <- min(v, clip); v <- v / sqrt(|v|^2 + eps^2)
+    (Dalal & Triggs's R-HOG: 8x8-pixel cells, 9 bins, 2x2-cell blocks at a stride of one cell)
+
+    Returns
+    -------
+    (N, D) float64, D = (H // cell - block + 1) (W // cell - block + 1) block^2 bins
+    """
+    xp = get_xp(maps)
+    h = hog_cells(maps, cell, bins)
+    N, Hc, Wc, _ = h.shape
+    if Hc < block or Wc < block:
+        raise ValueError(f"HOG needs at least {block}x{block} cells of {cell}x{cell} pixels; "
+                         f"the maps are {maps.shape[-2]}x{maps.shape[-1]}")
+    v = xp.stack([h[:, i:i + block, j:j + block].reshape(N, -1)
+                  for i in range(Hc - block + 1) for j in range(Wc - block + 1)], axis=1)
+    v = v / xp.sqrt((v * v).sum(axis=2, keepdims=True) + eps * eps)
+    v = xp.minimum(v, clip)
+    v = v / xp.sqrt((v * v).sum(axis=2, keepdims=True) + eps * eps)
+    return v.reshape(N, -1)
+
+
+def hog_correlation(a, b, **options):
+    """Pearson's correlation of the HOG features of each pair of maps (Adebayo et al.'s third
+    measure): (N,) float64, NaN where a map's features are constant (e.g. a constant map).
+
+    r = sum_d (u_d - mean u)(v_d - mean v) / sqrt(sum_d (u_d - mean u)^2 sum_d (v_d - mean v)^2)
+    with u = hog(a), v = hog(b); ``options`` go to ``hog``
+    """
+    xp = get_xp(a)
+    u, v = hog(a, **options), hog(b, **options)
+    u = u - u.mean(axis=1, keepdims=True)
+    v = v - v.mean(axis=1, keepdims=True)
+    den = xp.sqrt((u * u).sum(axis=1) * (v * v).sum(axis=1))
+    return xp.where(den > 0, (u * v).sum(axis=1) / xp.where(den > 0, den, 1.0), xp.nan)
