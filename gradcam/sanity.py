@@ -151,9 +151,10 @@ def randomised(model, mode="cascading", seed=0, groups=None):
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
     groups = layer_groups(model) if groups is None else groups
-    running = copy.deepcopy(model) if mode == "cascading" else None
+    m = model
     for g, (name, names) in enumerate(groups):
-        m = running if mode == "cascading" else copy.deepcopy(model)
+        # every step is a new copy (cascading: of the step before), so a caller may keep them
+        m = copy.deepcopy(m if mode == "cascading" else model)
         table = dict(m.named_layers())
         rng = np.random.default_rng((seed, g))
         for n in names:

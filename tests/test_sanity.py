@@ -72,7 +72,10 @@ def test_a_group_gets_the_same_weights_in_both_modes_and_the_seed_matters(model)
     casc = dict(sanity.randomised(model, "cascading", seed=3))
     ind = dict(sanity.randomised(model, "independent", seed=3))
     other = dict(sanity.randomised(model, "independent", seed=4))
-    w = casc["conv1"]["conv2"].params["weight"]  # conv2 was redrawn at step "conv2"
+    w = casc["conv2"]["conv2"].params["weight"]  # conv2 was redrawn at step "conv2"
+    # each step is its own copy: the step before still has the trained conv2
+    np.testing.assert_array_equal(casc["conv3"]["conv2"].params["weight"],
+                                  model["conv2"].params["weight"])
     np.testing.assert_array_equal(w, ind["conv2"]["conv2"].params["weight"])
     assert not np.array_equal(w, other["conv2"]["conv2"].params["weight"])
     # the He-uniform range of a fresh Conv2d(16 -> 32, 3x3): bound sqrt(6 / 144)
