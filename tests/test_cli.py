@@ -319,7 +319,7 @@ def test_every_subcommand_is_registered_the_same_way(capsys):
     special case: every one answers --help (0) and a bad option (one line) alike, with its
     usage status (2; compare's is 3, which is no verdict)."""
     names = [m.__name__.rsplit(".", 1)[1] for m in app.SUBCOMMANDS]
-    assert names == ["demo", "explain", "layers", "evaluate", "compare"]
+    assert names == ["demo", "explain", "layers", "evaluate", "compare", "sanity"]
     sub = next(a for a in app.build_parser()._actions if a.dest == "command")
     assert list(sub.choices) == names
     for module, name in zip(app.SUBCOMMANDS, names):

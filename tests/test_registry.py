@@ -38,6 +38,7 @@ PAPERS = {
     "integrated-gradients": "1703.01365v2",
     "scorecam": "1910.01279v2", "sscam": "2006.14255v3", "iscam": "2010.03023v1",
     "ablationcam": None,  # WACV 2020 only: no arXiv version (the citation says so)
+    "occlusion": "1311.2901v3",
 }
 KINDS = {"gradcam": "channel", "counterfactual": "channel", "cam": "channel",
          "saliency": "pixel", "deconvnet": "pixel", "guided-backprop": "pixel",
@@ -46,7 +47,8 @@ KINDS = {"gradcam": "channel", "counterfactual": "channel", "cam": "channel",
          "hirescam": "position", "gradcam-elementwise": "position", "layercam": "position",
          "scorecam": "channel", "sscam": "channel", "iscam": "channel", "ablationcam": "channel",
          "eigencam": "channel", "eigengradcam": "position",
-         "fullgrad": "network", "smoothgrad": "pixel", "integrated-gradients": "pixel"}
+         "fullgrad": "network", "smoothgrad": "pixel", "integrated-gradients": "pixel",
+         "occlusion": "network"}
 DEFAULT_LAYER = {"gradcam": "relu4", "counterfactual": "relu4", "cam": "relu4",
                  "saliency": "input", "deconvnet": "input", "guided-backprop": "input",
                  "guided-gradcam": "relu4",
@@ -54,7 +56,8 @@ DEFAULT_LAYER = {"gradcam": "relu4", "counterfactual": "relu4", "cam": "relu4",
                  "hirescam": "relu4", "gradcam-elementwise": "relu4", "layercam": "relu4",
                  "eigencam": "relu4", "eigengradcam": "relu4",
                  "fullgrad": "input", "smoothgrad": "input", "integrated-gradients": "input",
-                 "scorecam": "relu4", "sscam": "relu4", "iscam": "relu4", "ablationcam": "relu4"}
+                 "scorecam": "relu4", "sscam": "relu4", "iscam": "relu4", "ablationcam": "relu4",
+                 "occlusion": "input"}
 
 
 @pytest.fixture(scope="module")

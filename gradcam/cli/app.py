@@ -7,9 +7,9 @@ import os
 import sys
 import traceback
 
-from . import common, compare, demo, evaluate, explain, layers
+from . import common, compare, demo, evaluate, explain, layers, sanity
 
-SUBCOMMANDS = (demo, explain, layers, evaluate, compare)  # modules, in ``--help`` order
+SUBCOMMANDS = (demo, explain, layers, evaluate, compare, sanity)  # modules, in ``--help`` order
 
 
 def build_parser():

@@ -10,13 +10,15 @@ of ``FAMILY``.
     eigen         eigencam, eigengradcam            (principal_projection, eigen_cam_weights, ...)
     fullgrad      fullgrad                          (full_gradient, layer_bias, fullgrad_psi)
     paths         smoothgrad, integrated-gradients  (smooth_grad, integrated_gradients, path_rule)
+    occlusion     occlusion                         (occlusion_map, window_starts)
 """
 
 from .eigen import METHODS as _eigen
 from .elementwise import METHODS as _elementwise
 from .fullgrad import METHODS as _fullgrad
+from .occlusion import METHODS as _occlusion
 from .paths import METHODS as _paths
 from .plusplus import METHODS as _plusplus
 from .scores import METHODS as _scores
 
-FAMILY = _plusplus + _elementwise + _scores + _eigen + _fullgrad + _paths
+FAMILY = _plusplus + _elementwise + _scores + _eigen + _fullgrad + _paths + _occlusion
