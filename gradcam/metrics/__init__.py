@@ -2,10 +2,21 @@
 
 - ``localisation``: where a map points, against known ground truth (masks, boxes): pointing
   game, box IoU, mass inside the object (Selvaraju et al., arXiv:1610.02391v4, Sec. 4.1).
+- ``faithfulness``: what the model does when the map's pixels are removed or kept: deletion and
+  insertion curves (Petsiuk et al., arXiv:1806.07421), Average Drop and Increase in Confidence
+  (Chattopadhay et al., arXiv:1710.11063v3, Sec. 5.1), the signed confidence change.
+- ``road``: Remove And Debias (Rong et al., arXiv:2202.00449): removal with noisy linear
+  imputation, most- and least-relevant first.
+- ``perturbation``: what those share (baselines, the salience order, batched class scores).
 
 ``from gradcam import metrics`` gives every public name of the submodules.
 """
 
+from .faithfulness import (FaithfulnessCurve, average_drop, confidence_change,  # noqa: F401
+                           deletion, increase_in_confidence, insertion, masked_confidence,
+                           perturbation_counts)
 from .localisation import (area_share, box_iou, connected_components, localisation,  # noqa: F401
                            map_correlation, mass_ceiling, mass_inside, object_share,
                            pixel_saliency, pointing_game, weaker_instance, weaker_share)
+from .perturbation import baseline_image, blur, salience_order  # noqa: F401
+from .road import RoadResult, linear_imputation, removal_masks, road  # noqa: F401
