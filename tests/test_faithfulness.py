@@ -117,8 +117,8 @@ def test_baselines():
     np.testing.assert_array_equal(metrics.baseline_image(x, "zeros"), 0 * x)
     mean = metrics.baseline_image(x, "mean")
     np.testing.assert_array_equal(mean[1, 2], np.full((2, 2), (20 + 21 + 22 + 23) / 4))
-    np.testing.assert_array_equal(metrics.baseline_image(x, np.array([1.0, 2.0, 3.0])[:, None,
-                                                                                      None])[1, 2], 3)
+    per_channel = np.array([1.0, 2.0, 3.0])[:, None, None]
+    np.testing.assert_array_equal(metrics.baseline_image(x, per_channel)[1, 2], 3)
     with pytest.raises(ValueError, match="baseline"):
         metrics.baseline_image(x, "noise")
 
@@ -274,6 +274,24 @@ def test_random_map_scores_worse_than_gradcam_on_insertion(shapes_case):
     rand = metrics.insertion(model, x, np.random.default_rng(0).random(r.heatmap.shape),
                              r.target, steps=16)
     assert grad.auc.mean() > rand.auc.mean() + 0.1, (grad.auc.mean(), rand.auc.mean())
+
+
+def test_plot_curves_one_panel_per_method(tiny, tmp_path):
+    from gradcam.curves import plot_curves
+
+    model, x = tiny
+    m = np.array([[[4.0, 3.0], [2.0, 1.0]]])
+    d = metrics.deletion(model, x, m, [0], steps=4, scores="logits")
+    i = metrics.insertion(model, x, m, [0], steps=4, baseline="zeros", scores="logits")
+    fig = plot_curves({"exact": {"deletion": d, "insertion": i}, "reversed": [d]},
+                      tmp_path / "c.png", cols=3)
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["exact", "reversed"]
+    lines = shown[0].get_lines()
+    np.testing.assert_allclose(lines[0].get_ydata(), [10, 6, 3, 1, 0])
+    np.testing.assert_allclose(lines[1].get_xdata(), [0, 0.25, 0.5, 0.75, 1])
+    assert "AUC 3.750" in shown[0].get_legend().get_texts()[0].get_text()
 
 
 def test_bad_arguments(tiny):

@@ -165,8 +165,8 @@ def test_pytorch_grad_cam_road_without_noise(case32, order, p):
 
 def test_pytorch_grad_cam_road_noise_as_given(case32):
     """Their noise is 0.01 * torch.randn_like(values) per image, in the order of the removed
-    pixels (road.py:283-284); drawn the same way here and passed as ``noise``, it reproduces
-    their number, which shows the noise is added as given."""
+    pixels (pytorch_grad_cam/metrics/road.py:137-138); drawn the same way here and passed as
+    ``noise``, it reproduces their number, which shows the noise is added as given."""
     _, road, Target = pgc_metrics()
     model, twin, x, target, maps = case32
     m32 = maps.astype(np.float32)

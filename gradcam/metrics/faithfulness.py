@@ -184,7 +184,8 @@ def average_drop(model, x, maps, target, scores=None, variant=None, batch_size=B
 
     paper:            100 max(0, Y - O) / Y      (Eq. in Sec. 5.1; its mean over images is the %)
     torchcam:         max(0, Y - O) / (Y + 1e-7), a fraction   (torchcam/metrics.py:202)
-    pytorch-grad-cam: max(0, Y - O), not divided by Y   (pytorch_grad_cam/metrics/cam_mult_image.py:25-28)
+    pytorch-grad-cam: max(0, Y - O), not divided by Y
+                      (pytorch_grad_cam/metrics/cam_mult_image.py:25-28)
 
     Parameters
     ----------
@@ -229,7 +230,7 @@ def confidence_change(model, x, maps, target, scores="softmax", batch_size=BATCH
     """The signed change of the class score when the image is multiplied by its map: (N,).
 
     O_i - Y_i   (pytorch-grad-cam's ``CamMultImageConfidenceChange`` with logits:
-    pytorch_grad_cam/metrics/perturbation_confidence.py:35, ``scores_after - scores``)
+    pytorch_grad_cam/metrics/perturbation_confidence.py:45, ``scores_after_imputation - scores``)
     """
     Y, O, _ = masked_confidence(model, x, maps, target, scores, batch_size, progress)
     return O - Y

@@ -6,7 +6,7 @@ removed pixel with the weighted mean of its 8 neighbours (weight 1/6 for the 4 d
 1/12 for the 4 diagonal ones) and adds a little noise, so the hole's shape carries less
 information. The neighbours may themselves be removed, so the values solve one sparse linear
 system per image and channel (the official code, tleemann/road_evaluation road/imputations.py,
-``NoisyLinearImputer``; pytorch_grad_cam/metrics/road.py:195-286 is a copy):
+``NoisyLinearImputer``; pytorch_grad_cam/metrics/road.py:39-140 is a copy):
 
     for each removed pixel i:  S_i v_i - sum_{j removed} w_ij v_j = sum_{j kept} w_ij x_j
     S_i = sum of w_ij over the neighbours inside the image;  then v_i += noise_i
@@ -24,7 +24,7 @@ Which pixels a percentile removes (``variant``):
   which the paper's results use): an exact count. MoRF at p removes the floor(p HW / 100) most
   relevant pixels; LeRF at p removes all but them, the (100 - p) % least relevant.
   Tied values are ordered at random (from ``seed``), as the code's 1e-4 jitter does.
-- "pytorch-grad-cam" (pytorch_grad_cam/metrics/perturbation_confidence.py:62-65, 74-80): a
+- "pytorch-grad-cam" (pytorch_grad_cam/metrics/perturbation_confidence.py:63-64, 80): a
   threshold, np.percentile of the map. MoRF at p KEEPS the pixels below the p-th percentile, so
   it removes the (100 - p) % most relevant (the reverse of the official MoRF); LeRF at p applies
   the same rule to 1 - map and removes the (100 - p) % least relevant (as the official code).
