@@ -242,6 +242,23 @@ def test_road_linear_model_and_noise_reuse():
     np.testing.assert_array_equal(drawn.curve, given.curve)
 
 
+def test_road_threshold_ties_remove_everything_gives_nan():
+    """pytorch-grad-cam's MoRF(30) keeps m < percentile(m, 30); a map that is 0 on half the
+    image has that percentile 0, so no pixel is kept: NaN and a warning, not a crash."""
+    rng = np.random.default_rng(2)
+    model = linear_model(rng.standard_normal((2, 1 * 4 * 4)), [0.0, 0.0], (1, 4, 4))
+    x = rng.standard_normal((2, 1, 4, 4))
+    maps = rng.random((2, 4, 4))
+    maps[0, :2] = 0.0  # half of image 0 is a tie at the minimum
+    with pytest.warns(RuntimeWarning, match="every pixel"):
+        r = metrics.road(model, x, maps, [0, 1], percentiles=(30, 60), order="morf",
+                         variant="pytorch-grad-cam")
+    assert np.isnan(r.curve[0, 0]) and r.removed_fraction[0, 0] == 1.0
+    assert np.isfinite(r.curve[0, 1]) and np.isfinite(r.curve[1]).all()
+    exact = metrics.road(model, x, maps, [0, 1], percentiles=(30,), order="morf")
+    assert exact.removed_fraction[0, 0] == 4 / 16  # floor(0.3 * 16): an exact count
+
+
 # --------------------------------------------------------------------------- negative control
 @pytest.fixture(scope="module")
 def shapes_case():

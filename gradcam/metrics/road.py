@@ -206,15 +206,27 @@ def road(model, x, maps, target, percentiles=PERCENTILES, order="morf", scores=N
                          f"got {tuple(noise.shape)}")
     removed = removal_masks(maps, percentiles, order, variant, seed)
     N, P = x.shape[0], len(percentiles)
+    # NOTE: pytorch-grad-cam's threshold removes every pixel when the p-th percentile is the
+    # map's minimum (a map that is 0 on more than p % of the image, as ReLU'd CAMs often are);
+    # nothing is left to impute from (the system is singular: every row sums to 0), so that
+    # score is NaN here
+    everything = to_numpy(removed.reshape(N, P, -1).all(axis=2))
+    if everything.any():
+        warnings.warn(f"ROAD: {int(everything.sum())} of {everything.size} (image, percentile) "
+                      f"pairs remove every pixel (ties at the threshold); their scores are NaN",
+                      RuntimeWarning, stacklevel=2)
     group = max(1, batch_size // P)  # images imputed together, one forward of group * P inputs
     forward, curve = forward_fn(model), []
     bar = _bar(total=N, desc=f"ROAD {order}", enabled=progress)
     try:
         for s in range(0, N, group):
             n = np.repeat(np.arange(s, min(s + group, N)), P)
-            imputed = linear_imputation(x[n], removed[s:s + group].reshape((-1,) + maps.shape[1:]),
-                                        noise[n])
-            curve.append(class_scores(forward(imputed), c[n], scores).reshape(-1, P))
+            gone = removed[s:s + group].reshape((-1,) + maps.shape[1:])
+            skip = everything[s:s + group].reshape(-1)
+            if skip.any():
+                gone = xp.where(xp.asarray(skip)[:, None, None], False, gone)
+            y = class_scores(forward(linear_imputation(x[n], gone, noise[n])), c[n], scores)
+            curve.append(xp.where(xp.asarray(skip), xp.nan, y).reshape(-1, P))
             bar.update(len(n) // P)
     finally:
         bar.close()
