@@ -124,10 +124,11 @@ def _curves(kind, model, x, maps, target, steps, baseline, scores, variant, batc
 
     def make_batch(chunk):
         n = np.array([j[0] for j in chunk])
+        on = xp.asarray(n)  # NOTE: device indices for CuPy arrays
         cnt = xp.asarray(counts[[j[1] for j in chunk]])[:, None]
-        inserted = rank[xp.asarray(n)] < cnt  # (B, P): the n_k most salient pixels
+        inserted = rank[on] < cnt  # (B, P): the n_k most salient pixels
         original = ~inserted if kind == "deletion" else inserted
-        batch = xp.where(original[:, None], flat[n], base[n])
+        batch = xp.where(original[:, None], flat[on], base[on])
         return batch.reshape((len(chunk),) + x.shape[1:]), n
 
     ran = scores_of(model, jobs, make_batch, c, scores, batch_size, kind, show)
