@@ -1,13 +1,13 @@
 """Faithfulness of a map to the model: what happens to the class score when the pixels the map
 ranks highest are removed, added back, or kept alone.
 
-- ``deletion`` / ``insertion``: Petsiuk et al., BMVC 2018, arXiv:1806.07421 (RISE), Sec. 4.1:
+- ``deletion`` / ``insertion``: Petsiuk et al., BMVC 2018, arXiv:1806.07421 (RISE):
   the class probability as the most salient pixels are removed from the image (deletion, a low
   area is good) or added to a canvas (insertion, a high area is good), and the area under each
   curve. The paper's canvases (its code, eclique/RISE evaluation.py): zeros for deletion, the
   blurred image for insertion.
 - ``average_drop`` / ``increase_in_confidence``: Chattopadhay et al., WACV 2018,
-  arXiv:1710.11063v3, Sec. 5.1: the score of the input multiplied by the map (E^c = L^c o I).
+  arXiv:1710.11063v3, Sec. 5: the score of the input multiplied by the map (E^c = L^c o I).
 - ``confidence_change``: O - Y itself, the signed change (pytorch-grad-cam's
   ``CamMultImageConfidenceChange``).
 
@@ -73,7 +73,7 @@ def deletion(model, x, maps, target, steps=20, baseline="zeros", scores="softmax
     """Deletion curve: the score as the most salient pixels are replaced by the baseline.
 
     x_k = x where rank(pixel) >= n_k, baseline elsewhere;  curve[k] = f^c(x_k);  auc = area
-    (Petsiuk et al., arXiv:1806.07421, Sec. 4.1: a sharp drop, a low area, means a faithful map)
+    (Petsiuk et al., arXiv:1806.07421: a sharp drop, a low area, means a faithful map)
 
     Parameters
     ----------
@@ -98,7 +98,7 @@ def insertion(model, x, maps, target, steps=20, baseline="blur", scores="softmax
     """Insertion curve: the score as the most salient pixels are copied onto the baseline.
 
     x_k = x where rank(pixel) < n_k, baseline elsewhere;  curve[k] = f^c(x_k);  auc = area
-    (Petsiuk et al., arXiv:1806.07421, Sec. 4.1: a sharp rise, a high area, means a faithful map)
+    (Petsiuk et al., arXiv:1806.07421: a sharp rise, a high area, means a faithful map)
 
     The parameters are ``deletion``'s. NOTE: the default canvas is the paper's, the blurred
     image (RISE's code), not zeros; ``baseline="zeros"`` is torchcam's (its ``baseline=None``).
@@ -158,7 +158,7 @@ def masked_confidence(model, x, maps, target, scores="softmax", batch_size=BATCH
     """The score of each image and of the image multiplied by its map: (Y, O).
 
     Y_i = f^c(x_i),  O_i = f^c(E_i),  E_i = L_i o x_i  (the map broadcast over the C channels;
-    Chattopadhay et al., arXiv:1710.11063v3, Sec. 5.1; maps are expected in [0, 1])
+    Chattopadhay et al., arXiv:1710.11063v3, Sec. 5; maps are expected in [0, 1])
 
     Returns
     -------
@@ -183,7 +183,7 @@ def average_drop(model, x, maps, target, scores=None, variant=None, batch_size=B
                  progress=None):
     """Average Drop per image: how much of the class score the map alone loses (lower is better).
 
-    paper:            100 max(0, Y - O) / Y      (Eq. in Sec. 5.1; its mean over images is the %)
+    paper:            100 max(0, Y - O) / Y      (Sec. 5; its mean over images is the %)
     torchcam:         max(0, Y - O) / (Y + 1e-7), a fraction   (torchcam/metrics.py:202)
     pytorch-grad-cam: max(0, Y - O), not divided by Y
                       (pytorch_grad_cam/metrics/cam_mult_image.py:25-28)
@@ -213,7 +213,7 @@ def increase_in_confidence(model, x, maps, target, scores=None, variant=None,
                            batch_size=BATCH_SIZE, progress=None):
     """Increase in Confidence per image: True where the map alone scores higher than the image.
 
-    IC_i = [Y_i < O_i]   (Sec. 5.1; the % of True over images is the paper's number). All three
+    IC_i = [Y_i < O_i]   (Sec. 5; the % of True over images is the paper's number). All three
     definitions agree (torchcam/metrics.py:203; pytorch_grad_cam/metrics/cam_mult_image.py:37
     returns it as float32 0/1); only the default ``scores`` differ (see ``average_drop``).
 

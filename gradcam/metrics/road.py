@@ -22,7 +22,7 @@ arrays.
 
 Which pixels a percentile removes (``variant``):
 - None, the official code (tleemann/road_evaluation road/imputed_dataset.py, ``ImputedDataset``,
-  which the paper's results use): an exact count. MoRF at p removes the floor(p HW / 100) most
+  the authors' benchmark code): an exact count. MoRF at p removes the floor(p HW / 100) most
   relevant pixels; LeRF at p removes all but them, the (100 - p) % least relevant.
   Tied values are ordered at random (from ``seed``), as the code's 1e-4 jitter does.
 - "pytorch-grad-cam" (pytorch_grad_cam/metrics/perturbation_confidence.py:63-64, 80): a
