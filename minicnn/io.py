@@ -9,7 +9,8 @@ from that JSON, so no code is unpickled:
     file = { "conv1.weight": ndarray, ..., "__meta__": uint8[utf8(json(meta))] }
 
 This module holds the file primitives only (it knows no model): ``atomic_write``,
-``save_arrays``, ``load_arrays`` and ``WeightFileError``.
+``save_arrays``, ``load_arrays`` (``read_npz`` + the JSON), ``check_members`` (the zip size
+limits, shared with ``minicnn.pth``) and ``WeightFileError``.
 
 Two guarantees:
 
@@ -17,13 +18,19 @@ Two guarantees:
   in the same directory, are flushed and fsync'ed, then ``os.replace``-d (atomic on
   POSIX and Windows when both paths are on one file system);
 - every way a file can be bad (missing, not a zip, truncated, pickled objects, no or
-  broken metadata) raises one ``WeightFileError`` with a one-line message naming the file.
+  broken metadata) raises one ``WeightFileError`` with a one-line message naming the file;
+- reading never allocates more than the file's declared sizes allow: at most
+  ``MAX_ARRAY_BYTES`` (2 GiB) of arrays, no compressed member expanding more than
+  ``MAX_DEFLATE_RATIO`` (100) times, every ``.npy`` header matching its member's size,
+  all checked before anything is decompressed (``check_members``, ``read_npz``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -35,6 +42,8 @@ from .backend import to_numpy
 META_KEY = "__meta__"
 FORMAT = "minicnn"
 VERSION = 1
+MAX_ARRAY_BYTES = 2 ** 31  # what one weight file's arrays may hold together: 2 GiB
+MAX_DEFLATE_RATIO = 100  # how far a compressed member may expand (weights barely compress)
 
 
 def _read_umask():
@@ -120,23 +129,83 @@ def save_arrays(path, arrays, meta):
     atomic_write(path, lambda f: np.savez(f, **host))
 
 
-def load_arrays(path):
-    """Read an ``.npz`` written by :func:`save_arrays`, refusing anything pickled.
+def check_members(infos, name, limit=MAX_ARRAY_BYTES):
+    """Refuse a zip whose members would decompress to too much, from the sizes the archive
+    declares, BEFORE any member is decompressed (a 1.5 MB deflated member can expand to GB).
+
+        sum_m file_size_m <= limit;   file_size_m <= MAX_DEFLATE_RATIO * compress_size_m
+        (compressed members only: a stored member is its own bytes on disk)
+
+    ``zipfile`` never returns more than a member's declared ``file_size`` (the CRC check fails
+    first), so checking the declared sizes bounds what reading can allocate.
+
+    Parameters
+    ----------
+    infos : list of zipfile.ZipInfo
+    name : the file's name, for the message
+    limit : bytes all members may hold together
+    """
+    total = 0
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise WeightFileError(f"{name}: member {info.filename!r:.80} is encrypted")
+        if info.compress_type != zipfile.ZIP_STORED and \
+                info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+            raise WeightFileError(
+                f"{name}: member {info.filename!r:.80} would expand {info.compress_size} "
+                f"compressed bytes to {info.file_size} (over {MAX_DEFLATE_RATIO}-fold: a zip bomb?)")
+        total += info.file_size
+    if total > limit:
+        raise WeightFileError(f"{name}: its members declare {total} bytes, over the limit of "
+                              f"{limit} bytes ({limit / 2**30:g} GiB) a weight file may hold")
+    return total
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_member(zf, info, name):
+    """One ``.npy`` member as a writable host array; its header must account for its bytes.
+
+    NOTE: ``np.load`` allocates the array the header declares before reading the data, so a
+    crafted header (shape (10**12,)) in a tiny member is a huge allocation; here the header's
+    size must equal the member's declared size, which ``check_members`` has bounded.
+    """
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+        except ValueError as e:
+            raise WeightFileError(f"{name}: member {info.filename!r:.80} is not a .npy array "
+                                  f"({_first_line(e)})") from None
+        if version not in _HEADER_READERS:
+            raise WeightFileError(f"{name}: member {info.filename!r:.80}: unsupported .npy "
+                                  f"format version {version}")
+        shape, fortran, dtype = _HEADER_READERS[version](f)
+        if dtype.hasobject:
+            raise WeightFileError(f"{name}: refusing pickled data (object array "
+                                  f"{info.filename!r:.80})")
+        if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+            raise WeightFileError(f"{name}: member {info.filename!r:.80} has dtype {dtype}; "
+                                  "weight files hold numeric arrays only")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes != info.file_size - f.tell():
+            raise WeightFileError(f"{name}: member {info.filename!r:.80} declares shape {shape} "
+                                  f"({nbytes} bytes) but holds {info.file_size - f.tell()} bytes")
+        buf = bytearray(nbytes)
+        if f.readinto(buf) != nbytes or f.read(1):  # the read at the end checks the CRC
+            raise WeightFileError(f"{name}: member {info.filename!r:.80} is truncated")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def read_npz(path, limit=MAX_ARRAY_BYTES):
+    """Every array of an ``.npz`` (name without ``.npy`` -> host ndarray), read without pickle
+    and within ``limit`` bytes (``check_members``), or one ``WeightFileError``.
 
     Parameters
     ----------
     path : str or os.PathLike
-
-    Returns
-    -------
-    arrays : dict str -> host ndarray (without ``"__meta__"``)
-    meta : dict, the decoded JSON
-
-    Raises
-    ------
-    WeightFileError
-        missing file, not an npz/zip, truncated or corrupt archive, pickled or object
-        arrays, missing or invalid ``__meta__``.
+    limit : bytes the arrays may hold together (declared sizes, checked before reading)
     """
     name = os.fspath(path)
     try:
@@ -153,19 +222,48 @@ def load_arrays(path):
         raise WeightFileError(f"{name}: not an .npz weight file ({what})")
     arrays = {}
     try:
-        with np.load(name, allow_pickle=False) as z:
-            for k in z.files:
-                a = z[k]  # reads and CRC-checks the member now
-                if not isinstance(a, np.ndarray):
-                    raise WeightFileError(f"{name}: entry {k!r} is not a .npy array")
-                arrays[k] = a
+        with zipfile.ZipFile(name) as zf:
+            infos = zf.infolist()
+            check_members(infos, name, limit)
+            for info in infos:
+                key = info.filename[:-4] if info.filename.endswith(".npy") else None
+                if key is None or key in arrays:
+                    raise WeightFileError(f"{name}: entry {info.filename!r:.80} is not a "
+                                          ".npy array (or appears twice)")
+                arrays[key] = _read_member(zf, info, name)
     except WeightFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError, KeyError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "pickle" in msg.lower() or "object arrays" in msg.lower():
-            raise WeightFileError(f"{name}: refusing pickled data ({msg})") from None
-        raise WeightFileError(f"{name}: truncated or corrupt .npz ({msg})") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError, KeyError,
+            NotImplementedError, struct.error) as e:
+        raise WeightFileError(f"{name}: truncated or corrupt .npz ({_first_line(e)})") from None
+    return arrays
+
+
+def _first_line(e):
+    return str(e).splitlines()[0][:200] if str(e).strip() else type(e).__name__
+
+
+def load_arrays(path):
+    """Read an ``.npz`` written by :func:`save_arrays`, refusing anything pickled.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    arrays : dict str -> host ndarray (without ``"__meta__"``)
+    meta : dict, the decoded JSON
+
+    Raises
+    ------
+    WeightFileError
+        missing file, not an npz/zip, truncated or corrupt archive, pickled or object
+        arrays, members over the size limits (``check_members``), missing or invalid
+        ``__meta__`` (JSON nested deeper than Python's recursion limit included).
+    """
+    name = os.fspath(path)
+    arrays = read_npz(name)
     if META_KEY not in arrays:
         raise WeightFileError(f"{name}: no {META_KEY!r} entry; not written by minicnn")
     raw = arrays.pop(META_KEY)
@@ -173,8 +271,11 @@ def load_arrays(path):
         raise WeightFileError(f"{name}: {META_KEY!r} must be 1-D uint8 JSON bytes")
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightFileError(f"{name}: {META_KEY!r} is not valid UTF-8 JSON ({e})") from None
+    except RecursionError:
+        raise WeightFileError(f"{name}: {META_KEY!r} JSON is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit int ...
+        raise WeightFileError(f"{name}: {META_KEY!r} is not valid UTF-8 JSON "
+                              f"({_first_line(e)})") from None
     if not isinstance(meta, dict):
         raise WeightFileError(f"{name}: {META_KEY!r} must be a JSON object")
     return arrays, meta
