@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from .io import short_repr
+
 MAX_DEPTH = 32  # containers inside containers (EfficientNet-Lite0 needs 3)
 MAX_LAYERS = 100_000  # layers in one model, containers included
 MAX_PARAMETERS = 2 ** 28  # numbers in all weights and buffers together
@@ -30,12 +32,6 @@ MAX_EXTENT = 4096  # largest kernel size, stride, dilation, padding or pooled si
 
 class ArchitectureError(ValueError):
     """An architecture dict that ``from_config`` must not build (one line naming the layer)."""
-
-
-def short_repr(v, width=60):
-    """``repr(v)``, cut to ``width`` characters (a crafted value can be megabytes long)."""
-    text = repr(v)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _int(v):
@@ -170,7 +166,8 @@ def _children(c):
     for item in layers:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
                 and isinstance(item[1], dict)):
-            raise ArchitectureError(f"a layer entry must be [name, {{...}}], got {short_repr(item)}")
+            raise ArchitectureError(f"a layer entry must be [name, {{...}}], got "
+                                    f"{short_repr(item)}")
         name = item[0]
         if not name or "." in name or name in seen:
             raise ArchitectureError(f"layer names must be unique, non-empty and dot-free: "

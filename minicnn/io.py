@@ -9,7 +9,7 @@ from that JSON, so no code is unpickled:
     file = { "conv1.weight": ndarray, ..., "__meta__": uint8[utf8(json(meta))] }
 
 This module holds the file primitives only (it knows no model): ``atomic_write``,
-``save_arrays``, ``load_arrays`` (``read_npz`` + the JSON), ``check_members`` (the zip size
+``save_arrays``, ``load_arrays`` (``read_npz`` + the JSON), ``zip_problem`` (the zip size
 limits, shared with ``minicnn.pth``) and ``WeightFileError``.
 
 Two guarantees:
@@ -22,7 +22,7 @@ Two guarantees:
 - reading never allocates more than the file's declared sizes allow: at most
   ``MAX_ARRAY_BYTES`` (2 GiB) of arrays, no compressed member expanding more than
   ``MAX_DEFLATE_RATIO`` (100) times, every ``.npy`` header matching its member's size,
-  all checked before anything is decompressed (``check_members``, ``read_npz``).
+  all checked before anything is decompressed (``zip_problem``, ``read_npz``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
 import struct
 import tempfile
 import zipfile
@@ -57,6 +58,20 @@ _UMASK = _read_umask()
 
 class WeightFileError(ValueError):
     """A weight or checkpoint file is missing, corrupt, unsafe or not in minicnn's format."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
+
+
+def short_repr(v, width=60):
+    """``repr(v)`` for a message about a file: nesting, lengths and the result cut short (a
+    crafted value can be megabytes long, nested 100,000 deep, or contain itself)."""
+    try:
+        text = _REPR.repr(v)
+    except (RecursionError, MemoryError):
+        text = f"<{type(v).__name__}>"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def atomic_write(path, write_fn):
@@ -129,9 +144,9 @@ def save_arrays(path, arrays, meta):
     atomic_write(path, lambda f: np.savez(f, **host))
 
 
-def check_members(infos, name, limit=MAX_ARRAY_BYTES):
-    """Refuse a zip whose members would decompress to too much, from the sizes the archive
-    declares, BEFORE any member is decompressed (a 1.5 MB deflated member can expand to GB).
+def zip_problem(infos, limit=MAX_ARRAY_BYTES):
+    """Why a zip's members would decompress to too much, from the sizes the archive declares,
+    or None; called BEFORE any member is decompressed (1.5 MB deflated can expand to GB).
 
         sum_m file_size_m <= limit;   file_size_m <= MAX_DEFLATE_RATIO * compress_size_m
         (compressed members only: a stored member is its own bytes on disk)
@@ -142,23 +157,25 @@ def check_members(infos, name, limit=MAX_ARRAY_BYTES):
     Parameters
     ----------
     infos : list of zipfile.ZipInfo
-    name : the file's name, for the message
     limit : bytes all members may hold together
+    Returns
+    -------
+    None, or one line saying which member breaks which limit
     """
     total = 0
     for info in infos:
         if info.flag_bits & 0x1:
-            raise WeightFileError(f"{name}: member {info.filename!r:.80} is encrypted")
+            return f"member {short_repr(info.filename)} is encrypted"
         if info.compress_type != zipfile.ZIP_STORED and \
                 info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
-            raise WeightFileError(
-                f"{name}: member {info.filename!r:.80} would expand {info.compress_size} "
-                f"compressed bytes to {info.file_size} (over {MAX_DEFLATE_RATIO}-fold: a zip bomb?)")
+            return (f"member {short_repr(info.filename)} would expand {info.compress_size} "
+                    f"compressed bytes to {info.file_size}, over {MAX_DEFLATE_RATIO}-fold "
+                    "(a zip bomb?)")
         total += info.file_size
     if total > limit:
-        raise WeightFileError(f"{name}: its members declare {total} bytes, over the limit of "
-                              f"{limit} bytes ({limit / 2**30:g} GiB) a weight file may hold")
-    return total
+        return (f"its members declare {total} bytes, over the limit of {limit} bytes "
+                f"({limit / 2**30:g} GiB)")
+    return None
 
 
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
@@ -170,37 +187,36 @@ def _read_member(zf, info, name):
 
     NOTE: ``np.load`` allocates the array the header declares before reading the data, so a
     crafted header (shape (10**12,)) in a tiny member is a huge allocation; here the header's
-    size must equal the member's declared size, which ``check_members`` has bounded.
+    size must equal the member's declared size, which ``zip_problem`` has bounded.
     """
+    member = f"{name}: member {short_repr(info.filename)}"
     with zf.open(info) as f:
         try:
             version = np.lib.format.read_magic(f)
         except ValueError as e:
-            raise WeightFileError(f"{name}: member {info.filename!r:.80} is not a .npy array "
-                                  f"({_first_line(e)})") from None
+            raise WeightFileError(f"{member} is not a .npy array ({_first_line(e)})") from None
         if version not in _HEADER_READERS:
-            raise WeightFileError(f"{name}: member {info.filename!r:.80}: unsupported .npy "
-                                  f"format version {version}")
+            raise WeightFileError(f"{member}: unsupported .npy format version {version}")
         shape, fortran, dtype = _HEADER_READERS[version](f)
         if dtype.hasobject:
             raise WeightFileError(f"{name}: refusing pickled data (object array "
-                                  f"{info.filename!r:.80})")
+                                  f"{short_repr(info.filename)})")
         if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
-            raise WeightFileError(f"{name}: member {info.filename!r:.80} has dtype {dtype}; "
-                                  "weight files hold numeric arrays only")
-        nbytes = math.prod(shape) * dtype.itemsize
-        if nbytes != info.file_size - f.tell():
-            raise WeightFileError(f"{name}: member {info.filename!r:.80} declares shape {shape} "
-                                  f"({nbytes} bytes) but holds {info.file_size - f.tell()} bytes")
+            raise WeightFileError(f"{member} has dtype {dtype}; weight files hold numeric "
+                                  "arrays only")
+        nbytes, held = math.prod(shape) * dtype.itemsize, info.file_size - f.tell()
+        if nbytes != held:
+            raise WeightFileError(f"{member} declares shape {shape} ({nbytes} bytes) but holds "
+                                  f"{held} bytes")
         buf = bytearray(nbytes)
         if f.readinto(buf) != nbytes or f.read(1):  # the read at the end checks the CRC
-            raise WeightFileError(f"{name}: member {info.filename!r:.80} is truncated")
+            raise WeightFileError(f"{member} is truncated")
     return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def read_npz(path, limit=MAX_ARRAY_BYTES):
     """Every array of an ``.npz`` (name without ``.npy`` -> host ndarray), read without pickle
-    and within ``limit`` bytes (``check_members``), or one ``WeightFileError``.
+    and within ``limit`` bytes (``zip_problem``), or one ``WeightFileError``.
 
     Parameters
     ----------
@@ -224,12 +240,14 @@ def read_npz(path, limit=MAX_ARRAY_BYTES):
     try:
         with zipfile.ZipFile(name) as zf:
             infos = zf.infolist()
-            check_members(infos, name, limit)
+            problem = zip_problem(infos, limit)
+            if problem:
+                raise WeightFileError(f"{name}: {problem}")
             for info in infos:
                 key = info.filename[:-4] if info.filename.endswith(".npy") else None
                 if key is None or key in arrays:
-                    raise WeightFileError(f"{name}: entry {info.filename!r:.80} is not a "
-                                          ".npy array (or appears twice)")
+                    raise WeightFileError(f"{name}: entry {short_repr(info.filename)} is not "
+                                          "a .npy array (or appears twice)")
                 arrays[key] = _read_member(zf, info, name)
     except WeightFileError:
         raise
@@ -259,7 +277,7 @@ def load_arrays(path):
     ------
     WeightFileError
         missing file, not an npz/zip, truncated or corrupt archive, pickled or object
-        arrays, members over the size limits (``check_members``), missing or invalid
+        arrays, members over the size limits (``zip_problem``), missing or invalid
         ``__meta__`` (JSON nested deeper than Python's recursion limit included).
     """
     name = os.fspath(path)

@@ -21,8 +21,8 @@ import os
 import numpy as np
 
 from . import io
-from .architecture import MAX_EXTENT, check_architecture, short_repr
-from .io import WeightFileError
+from .architecture import MAX_EXTENT, check_architecture
+from .io import WeightFileError, short_repr
 from .model import from_config
 from .preprocess import Preprocess
 
@@ -50,8 +50,8 @@ def load(path, device="numpy"):
         raise WeightFileError(f"{name}: format {short_repr(meta.get('format'))} is not "
                               f"{io.FORMAT!r}")
     if not isinstance(meta.get("version"), int) or meta["version"] > io.VERSION:
-        raise WeightFileError(f"{name}: format version {short_repr(meta.get('version'))} is not supported "
-                              f"(this minicnn reads version <= {io.VERSION})")
+        raise WeightFileError(f"{name}: format version {short_repr(meta.get('version'))} is "
+                              f"not supported (this minicnn reads version <= {io.VERSION})")
     if "architecture" not in meta:
         raise WeightFileError(f"{name}: metadata has no 'architecture'")
     try:
