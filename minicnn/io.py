@@ -144,34 +144,40 @@ def save_arrays(path, arrays, meta):
     atomic_write(path, lambda f: np.savez(f, **host))
 
 
-def zip_problem(infos, limit=MAX_ARRAY_BYTES):
+def zip_problem(infos, file_bytes, limit=MAX_ARRAY_BYTES):
     """Why a zip's members would decompress to too much, from the sizes the archive declares,
     or None; called BEFORE any member is decompressed (1.5 MB deflated can expand to GB).
 
-        sum_m file_size_m <= limit;   file_size_m <= MAX_DEFLATE_RATIO * compress_size_m
-        (compressed members only: a stored member is its own bytes on disk)
+        sum_m compress_size_m <= file_bytes;   sum_m file_size_m <= limit;
+        file_size_m == compress_size_m (stored);  <= MAX_DEFLATE_RATIO * compress_size_m (else)
 
     ``zipfile`` never returns more than a member's declared ``file_size`` (the CRC check fails
-    first), so checking the declared sizes bounds what reading can allocate.
+    first), so checking the declared sizes bounds what reading can allocate: at most
+    ``MAX_DEFLATE_RATIO`` times the file's own size, and never over ``limit``.
 
     Parameters
     ----------
     infos : list of zipfile.ZipInfo
+    file_bytes : the size of the zip file on disk
     limit : bytes all members may hold together
     Returns
     -------
     None, or one line saying which member breaks which limit
     """
-    total = 0
+    total, packed = 0, 0
     for info in infos:
+        what = f"member {short_repr(info.filename)}"
         if info.flag_bits & 0x1:
-            return f"member {short_repr(info.filename)} is encrypted"
-        if info.compress_type != zipfile.ZIP_STORED and \
-                info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
-            return (f"member {short_repr(info.filename)} would expand {info.compress_size} "
-                    f"compressed bytes to {info.file_size}, over {MAX_DEFLATE_RATIO}-fold "
-                    "(a zip bomb?)")
-        total += info.file_size
+            return f"{what} is encrypted"
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            return (f"{what} is stored uncompressed but declares {info.file_size} bytes "
+                    f"in {info.compress_size}")
+        if info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+            return (f"{what} would expand {info.compress_size} compressed bytes to "
+                    f"{info.file_size}, over {MAX_DEFLATE_RATIO}-fold (a zip bomb?)")
+        total, packed = total + info.file_size, packed + info.compress_size
+    if packed > file_bytes:
+        return f"its members declare {packed} compressed bytes; the file has {file_bytes}"
     if total > limit:
         return (f"its members declare {total} bytes, over the limit of {limit} bytes "
                 f"({limit / 2**30:g} GiB)")
@@ -240,7 +246,7 @@ def read_npz(path, limit=MAX_ARRAY_BYTES):
     try:
         with zipfile.ZipFile(name) as zf:
             infos = zf.infolist()
-            problem = zip_problem(infos, limit)
+            problem = zip_problem(infos, os.path.getsize(name), limit)
             if problem:
                 raise WeightFileError(f"{name}: {problem}")
             for info in infos:

@@ -329,8 +329,7 @@ def _load_legacy(f):
 
 def _member(zf, infos, name, sizes):
     """Zip member ``name``, decompressed only if its declared size is in the range ``sizes``."""
-    info = infos.get(name)
-    if info is None or info.file_size not in sizes:
+    if (info := infos.get(name)) is None or info.file_size not in sizes:
         raise PthError(f"zip member {short_repr(name)} " + ("is missing" if info is None else
                        f"declares {info.file_size} bytes, not {sizes.start}..{sizes.stop - 1}"))
     return zf.read(info)
@@ -349,23 +348,19 @@ def _load_zip(path):
         pkls = [n for n in infos if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkls) != 1:
             raise PthError("zip file is not a PyTorch checkpoint (no <name>/data.pkl)")
-        problem = zip_problem(zf.infolist())
-        if problem:
+        if problem := zip_problem(zf.infolist(), os.path.getsize(path)):
             raise PthError(problem)
         root, order, storages = pkls[0][: -len("data.pkl")], "<", {}
-        try:
-            if root + "byteorder" in infos:
-                raw = _member(zf, infos, root + "byteorder", range(17))
-                order = "<" if raw.strip() == b"little" else ">"
-            pkl = _member(zf, infos, pkls[0], range(MAX_PICKLE_BYTES + 1))
-            obj = _unpickle(io.BytesIO(pkl), storages, view_metadata=False)
-            for key, s in storages.items():
-                dtype = s.dtype.newbyteorder(order)
-                n = s.numel * dtype.itemsize  # what the pickle says this storage holds
-                raw = _member(zf, infos, f"{root}data/{key}", range(n, n + 1))
-                s.data = np.frombuffer(raw, dtype)
-        except (KeyError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
-            raise PthError(f"corrupt zip-format .pth ({type(e).__name__}: {e})") from None
+        if root + "byteorder" in infos:
+            raw = _member(zf, infos, root + "byteorder", range(17))
+            order = "<" if raw.strip() == b"little" else ">"
+        pkl = _member(zf, infos, pkls[0], range(MAX_PICKLE_BYTES + 1))
+        obj = _unpickle(io.BytesIO(pkl), storages, view_metadata=False)
+        for key, s in storages.items():  # (zipfile's own errors: load_pth's last except)
+            dtype = s.dtype.newbyteorder(order)
+            n = s.numel * dtype.itemsize  # what the pickle says this storage holds
+            raw = _member(zf, infos, f"{root}data/{key}", range(n, n + 1))
+            s.data = np.frombuffer(raw, dtype)
     return _to_numpy(obj)
 
 
@@ -398,3 +393,7 @@ def load_pth(path):
         raise PthError(f"{path}: no such file") from None
     except PthError as e:
         raise type(e)(f"{path}: {e}") from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError,
+            EOFError, struct.error, zipfile.BadZipFile, zlib.error, NotImplementedError) as e:
+        why = " ".join(str(e).split())[:200]  # a malformed file that got past the checks above
+        raise PthError(f"{path}: corrupt .pth ({type(e).__name__}: {why})") from None
