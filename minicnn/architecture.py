@@ -14,7 +14,8 @@ here, with the layer's name, not deep inside a constructor), containers may nest
 ``MAX_DEPTH`` deep (the walk itself is a loop, not a recursion), and the sizes of all weights
 are summed from the arguments BEFORE any array exists: at most ``MAX_PARAMETERS`` numbers
 (2**28, 1 GiB as float32; VGG16 holds 138 M), so a crafted file cannot ask for hundreds of GB.
-Kernel sizes, strides, dilations, paddings and pooled sizes are at most ``MAX_EXTENT``.
+Kernel sizes, strides, dilations and pooled sizes are at most ``MAX_EXTENT`` (256), paddings
+at most ``MAX_PADDING`` (64): a forward pass of a loaded model cannot be made to allocate GB.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from .io import short_repr
 MAX_DEPTH = 32  # containers inside containers (EfficientNet-Lite0 needs 3)
 MAX_LAYERS = 100_000  # layers in one model, containers included
 MAX_PARAMETERS = 2 ** 28  # numbers in all weights and buffers together
-MAX_EXTENT = 4096  # largest kernel size, stride, dilation, padding or pooled size
+MAX_EXTENT = 256  # largest kernel size, stride, dilation or pooled size
+MAX_PADDING = 64  # largest padding: a crafted 4096 would make every forward allocate GB
 
 
 class ArchitectureError(ValueError):
@@ -48,19 +50,13 @@ def _count(v):
     return None
 
 
-def _extent(v, low=1):
-    if not _int(v) or not low <= v <= MAX_EXTENT:
-        return f"must be an integer in [{low}, {MAX_EXTENT}]"
-    return None
-
-
-def _extents(v, lengths=(2,), low=1):
-    """An int, or a list of ``lengths`` ints, each in [low, MAX_EXTENT]."""
+def _extents(v, lengths=(2,), low=1, high=MAX_EXTENT):
+    """An int, or a list of ``lengths`` ints, each in [low, high]."""
     items = [v] if _int(v) else v
     if not isinstance(items, (list, tuple)) or (not _int(v) and len(items) not in lengths) or \
-            any(_extent(t, low) for t in items):
+            not all(_int(t) and low <= t <= high for t in items):
         sizes = " or ".join(str(n) for n in lengths)
-        return f"must be an integer in [{low}, {MAX_EXTENT}] or a list of {sizes} of them"
+        return f"must be an integer in [{low}, {high}] or a list of {sizes} of them"
     return None
 
 
@@ -71,11 +67,11 @@ def _pair(v):
 def _conv_padding(v):
     if isinstance(v, str):
         return None if v in ("same", "valid") else "must be an integer, a list, 'same' or 'valid'"
-    return _extents(v, (2, 4), low=0)
+    return _extents(v, (2, 4), low=0, high=MAX_PADDING)
 
 
 def _pool_padding(v):
-    return _extents(v, (2,), low=0)
+    return _extents(v, (2,), low=0, high=MAX_PADDING)
 
 
 def _optional_pair(v):

@@ -21,12 +21,13 @@ import os
 import numpy as np
 
 from . import io
-from .architecture import MAX_EXTENT, check_architecture
+from .architecture import check_architecture
 from .io import WeightFileError, short_repr
 from .model import from_config
 from .preprocess import Preprocess
 
 FLOAT_DTYPES = ("float16", "float32", "float64")  # what a model file's "dtype" may name
+MAX_INPUT_SIDE = 4096  # largest side of a model file's "input_size"
 
 
 def load(path, device="numpy"):
@@ -95,8 +96,8 @@ def _class_names(v):
 
 def _input_size(v):
     if v is not None and not (isinstance(v, list) and len(v) == 2 and all(
-            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_EXTENT for n in v)):
-        raise ValueError(f"must be null or [H, W], positive integers <= {MAX_EXTENT}, "
+            type(n) is int and 1 <= n <= MAX_INPUT_SIDE for n in v)):  # NOTE: not bool
+        raise ValueError(f"must be null or [H, W], positive integers <= {MAX_INPUT_SIDE}, "
                          f"got {short_repr(v)}")
     return v
 

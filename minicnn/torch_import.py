@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .io import META_KEY, WeightFileError, atomic_write, read_npz
+from .io import META_KEY, WeightFileError, atomic_write, read_npz, short_repr
 
 DROPPED_SUFFIXES = (".num_batches_tracked",)  # torch buffers minicnn does not keep
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
@@ -78,15 +78,17 @@ def _is_tensor(v):
     return isinstance(v, np.ndarray) or (hasattr(v, "detach") and hasattr(v, "cpu"))
 
 
-def _from_mapping(state, name="state dict"):
+def _from_mapping(state, path=None):
+    """Arrays from a state dict (of the file ``path``: errors are WeightFileErrors naming it)."""
     if "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]  # a training checkpoint {"state_dict": ..., "epoch": ...}
     for k, v in state.items():
         # NOTE: np.array would turn a list (or a number) into an array; a weight file that
         # holds one where a tensor belongs is refused, not guessed at
         if not _is_tensor(v):
-            raise WeightFileError(f"{name}: entry {str(k)!r:.80} is a {type(v).__name__}, "
-                                  "not a tensor; a state dict holds tensors only")
+            why = (f"entry {short_repr(k)} is a {type(v).__name__}, not a tensor; a state dict "
+                   "holds tensors only")
+            raise WeightFileError(f"{path}: {why}") if path else TypeError(why)
     return {str(k): tensor_to_numpy(v) for k, v in state.items()}
 
 
