@@ -1,6 +1,6 @@
 """What a model file's ``architecture`` may say, checked in full before any layer is built.
 
-    n = check_architecture(cfg)   # numbers the model will hold (parameters + buffers)
+    shapes = check_architecture(cfg)   # {"conv1.weight": (16, 3, 3, 3), ...}: what it holds
 
 ``model.config()`` writes the dict and ``minicnn.load`` rebuilds it with ``from_config``; a
 file is not trusted, so ``minicnn.load`` calls this first, and nothing is built unless every
@@ -11,9 +11,11 @@ layer is what ``config()`` writes:
 
 Each argument is checked for its type and range (a channel count of -3, "3" or 3.5 is refused
 here, with the layer's name, not deep inside a constructor), containers may nest at most
-``MAX_DEPTH`` deep (the walk itself is a loop, not a recursion), and the sizes of all weights
-are summed from the arguments BEFORE any array exists: at most ``MAX_PARAMETERS`` numbers
-(2**28, 1 GiB as float32; VGG16 holds 138 M), so a crafted file cannot ask for hundreds of GB.
+``MAX_DEPTH`` deep (the walk itself is a loop, not a recursion), and the shapes of all weights
+are worked out from the arguments BEFORE any array exists: at most ``MAX_PARAMETERS`` numbers
+(2**28, 1 GiB as float32; VGG16 holds 138 M), so a crafted file cannot ask for hundreds of GB;
+``minicnn.load`` then builds the model only if the file's arrays have exactly these shapes
+(so building allocates no more than the file's own arrays hold).
 Kernel sizes, strides, dilations and pooled sizes are at most ``MAX_EXTENT`` (256), paddings
 at most ``MAX_PADDING`` (64): a forward pass of a loaded model cannot be made to allocate GB.
 """
@@ -114,28 +116,29 @@ LAYER_ARGUMENTS = {
 CONTAINERS = ("Sequential", "Residual")
 
 
-def _numbers(kind, c):
-    """How many numbers a checked layer config will hold (its weights and buffers)."""
+def _shapes(kind, c):
+    """The shapes of a checked layer config's weights and buffers, by their state-dict names."""
     if kind == "Conv2d":
         k = c["kernel_size"]
         kh, kw = (k, k) if _int(k) else k
-        groups = c.get("groups", 1)
-        if c["in_channels"] % groups or c["out_channels"] % groups:
-            raise ArchitectureError(f"in_channels {c['in_channels']} and out_channels "
-                                    f"{c['out_channels']} must be divisible by groups {groups}")
-        bias = c["out_channels"] if c.get("bias", True) else 0
-        return c["out_channels"] * (c["in_channels"] // groups) * kh * kw + bias
+        n_in, n_out, groups = c["in_channels"], c["out_channels"], c.get("groups", 1)
+        if n_in % groups or n_out % groups:
+            raise ArchitectureError(f"in_channels {n_in} and out_channels {n_out} must be "
+                                    f"divisible by groups {groups}")
+        bias = {"bias": (n_out,)} if c.get("bias", True) else {}
+        return {"weight": (n_out, n_in // groups, kh, kw), **bias}
     if kind == "Linear":
-        bias = c["out_features"] if c.get("bias", True) else 0
-        return c["out_features"] * c["in_features"] + bias
+        bias = {"bias": (c["out_features"],)} if c.get("bias", True) else {}
+        return {"weight": (c["out_features"], c["in_features"]), **bias}
     if kind == "BatchNorm2d":
-        return 4 * c["num_features"]  # weight, bias, running mean and running variance
-    return 0
+        return dict.fromkeys(("weight", "bias", "running_mean", "running_var"),
+                             (c["num_features"],))
+    return {}
 
 
 def _check_layer(kind, c):
-    """The numbers one (non-container) layer config holds; ArchitectureError if it is bad."""
-    if kind not in LAYER_ARGUMENTS:
+    """The shapes one (non-container) layer config holds; ArchitectureError if it is bad."""
+    if not isinstance(kind, str) or kind not in LAYER_ARGUMENTS:
         raise ArchitectureError(f"unknown layer type {short_repr(kind)}; known: "
                                 f"{', '.join(CONTAINERS + tuple(LAYER_ARGUMENTS))}")
     required, optional = LAYER_ARGUMENTS[kind]
@@ -150,7 +153,7 @@ def _check_layer(kind, c):
         why = check(value)
         if why:
             raise ArchitectureError(f"{kind} {key} {why}, got {short_repr(value)}")
-    return _numbers(kind, c)
+    return _shapes(kind, c)
 
 
 def _children(c):
@@ -173,16 +176,18 @@ def _children(c):
 
 
 def check_architecture(cfg):
-    """Check an architecture dict (``model.config()``'s form) before ``from_config`` builds it.
+    """Check an architecture dict (``model.config()``'s form) before ``from_config`` builds it,
+    and say what its state dict will hold.
 
-    n = sum over layers of the sizes of their weights and buffers   (n <= MAX_PARAMETERS)
+    n = sum over the shapes of prod(shape)   (n <= MAX_PARAMETERS)
 
     Parameters
     ----------
     cfg : the decoded JSON of a model file's ``architecture``
     Returns
     -------
-    n : int, the numbers (parameters and buffers) the built model will hold
+    shapes : dict state-dict key ("features.0.weight") -> shape tuple, in the order of the
+        built model's ``state_dict()``
     Raises
     ------
     ArchitectureError (a ValueError): one line naming the layer and what is wrong with it
@@ -190,7 +195,7 @@ def check_architecture(cfg):
     if not isinstance(cfg, dict) or cfg.get("type") not in CONTAINERS:
         raise ArchitectureError(f"architecture must be a Sequential or Residual object, got "
                                 f"{short_repr(cfg)}")
-    total, count = 0, 0
+    shapes, total, count = {}, 0, 0
     stack = [("", cfg, 1)]  # NOTE: a loop, not a recursion: depth is checked, never exhausted
     while stack:
         where, c, depth = stack.pop()
@@ -206,12 +211,14 @@ def check_architecture(cfg):
                     raise ArchitectureError(f"containers nest deeper than {MAX_DEPTH}")
                 stack += [((where + "." if where else "") + n, sub, depth + 1)
                           for n, sub in reversed(_children(c))]
-            else:
-                total += _check_layer(kind, c)
+                continue
+            own = _check_layer(kind, c)
         except ArchitectureError as e:
             raise ArchitectureError(f"layer {where!r}: {e}" if where else str(e)) from None
+        shapes.update((f"{where}.{k}", shape) for k, shape in own.items())
+        total += sum(math.prod(shape) for shape in own.values())
         if total > MAX_PARAMETERS:
             raise ArchitectureError(
                 f"layer {where!r} takes the model to {total} numbers, over the limit of "
                 f"{MAX_PARAMETERS} (minicnn.architecture.MAX_PARAMETERS); nothing was allocated")
-    return total
+    return shapes

@@ -203,7 +203,12 @@ def _read_member(zf, info, name):
             raise WeightFileError(f"{member} is not a .npy array ({_first_line(e)})") from None
         if version not in _HEADER_READERS:
             raise WeightFileError(f"{member}: unsupported .npy format version {version}")
-        shape, fortran, dtype = _HEADER_READERS[version](f)
+        try:
+            shape, fortran, dtype = _HEADER_READERS[version](f)
+        except Exception as e:  # NOTE: NumPy parses the header's Python literal: SyntaxError,
+            # tokenize.TokenError, ... all mean one thing here: the header is not .npy's
+            raise WeightFileError(f"{member}: bad .npy header ({type(e).__name__}: "
+                                  f"{_first_line(e)})") from None
         if dtype.hasobject:
             raise WeightFileError(f"{name}: refusing pickled data (object array "
                                   f"{short_repr(info.filename)})")

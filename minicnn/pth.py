@@ -158,12 +158,13 @@ ALLOWED_GLOBALS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose ``find_class`` resolves only the allow-list above.
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Python's unpickler whose ``find_class`` resolves only the allow-list above.
 
     ``find_class`` is the single door through which a pickle reaches a callable (the GLOBAL,
     STACK_GLOBAL, INST, OBJ and EXT opcodes all go through it), so refusing there means a
-    refused name is never imported, let alone called.
+    refused name is never imported, let alone called. NOTE: the pure-Python unpickler, not
+    the C one: the C memo is an array, and 5 bytes (LONG_BINPUT 10**9) zero-fill GB of it.
     """
 
     def __init__(self, file, storages=None, view_metadata=True):

@@ -56,9 +56,10 @@ def load(path, device="numpy"):
     if "architecture" not in meta:
         raise WeightFileError(f"{name}: metadata has no 'architecture'")
     try:
-        check_architecture(meta["architecture"])
+        shapes = check_architecture(meta["architecture"])
     except ValueError as e:
         raise WeightFileError(f"{name}: bad architecture: {e}") from None
+    _check_shapes(arrays, shapes, name)
     dtype = meta.get("dtype")
     if dtype is not None and dtype not in FLOAT_DTYPES:
         raise WeightFileError(f"{name}: bad metadata 'dtype' (must be null or one of "
@@ -77,6 +78,20 @@ def load(path, device="numpy"):
     if device is not None:
         model.to(device)
     return model
+
+
+def _check_shapes(arrays, shapes, name):
+    """The arrays must be what the architecture holds, key for key and shape for shape (checked
+    BEFORE the model is built: a crafted architecture cannot make building allocate more)."""
+    missing = [k for k in shapes if k not in arrays]
+    unexpected = [k for k in arrays if k not in shapes]
+    if missing or unexpected:
+        raise WeightFileError(f"{name}: the arrays do not match the architecture: missing "
+                              f"{short_repr(missing)}, unexpected {short_repr(unexpected)}")
+    for k, shape in shapes.items():
+        if tuple(arrays[k].shape) != shape:
+            raise WeightFileError(f"{name}: {k} has shape {tuple(arrays[k].shape)}, the "
+                                  f"architecture says {shape}")
 
 
 def refuse_non_finite(arrays, name):
