@@ -180,8 +180,6 @@ MODEL_FILES = {
     "padding 4096": (_meta_case(_set_arg("conv", "padding", 4096)),
                      "layer 'conv': Conv2d padding must be an integer in [0, 64]"),
     "unknown argument": (_meta_case(_set_arg("conv", "rng", 5)), "Conv2d takes no argument 'rng'"),
-    "unknown layer type": (_meta_case(_set_arg("relu", "type", "Conv3d")),
-                           "unknown layer type 'Conv3d'"),
     "dtype object": (_meta_case(lambda m, a: m.update(dtype="object")), "bad metadata 'dtype'"),
     "input_size 10**9": (_meta_case(lambda m, a: m.update(input_size=[10 ** 9, 16])),
                          "bad metadata 'input_size'"),
@@ -191,6 +189,8 @@ MODEL_FILES = {
     "a .npy header declaring 400 GB": (_huge_header, "'fc.weight.npy' declares shape"),
     "a deflated member expanding 1000-fold": (_deflated_bomb, "over 100-fold (a zip bomb?)"),
     # categories that already held: kept so the table covers every kind of bad model file
+    "unknown layer type": (_meta_case(_set_arg("relu", "type", "Conv3d")),
+                           "unknown layer type 'Conv3d'"),
     "a pickled object array": (_pickled_member, "refusing pickled data"),
     "truncated file": (_truncated, "truncated or corrupt .npz"),
     "empty file": (_empty, "not an .npz weight file"),
@@ -445,8 +445,14 @@ def test_a_zip_bomb_is_refused_before_it_reaches_memory(tmp_path, kind):
 
 
 # --------------------------------------------------------------------------- fuzzing
+def _deep_list(depth):
+    return json.loads("[" * depth + "]" * depth)  # NOTE: parses up to ~900 deep, never deeper
+
+
+SIZES = st.sampled_from([0, 1, -1, 3, 2 ** 31, 10 ** 11, 2 ** 64])  # edges of the size checks
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | SIZES | st.floats()
+    | st.text(max_size=8) | st.integers(1, 800).map(_deep_list),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=4),
     max_leaves=12)
@@ -512,17 +518,30 @@ def test_fuzz_model_file_json(tmp_path, capsys, where, value):
         assert_clean_error(rc, capsys.readouterr().err, STATUS["layers"], "fuzz.npz")
 
 
-def _mutated(base):
-    """Random bytes, or ``base`` with a few bytes changed and maybe cut short."""
+# pickle opcodes with sizes in them: a memo index, a byte count, nesting (inserted anywhere)
+OPCODES = st.one_of(
+    st.integers(0, 2 ** 32 - 1).map(lambda n: b"r" + n.to_bytes(4, "little")),  # LONG_BINPUT
+    st.integers(0, 2 ** 32 - 1).map(lambda n: b"B" + n.to_bytes(4, "little")),  # BINBYTES
+    st.integers(0, 2 ** 64 - 1).map(lambda n: b"\x8e" + n.to_bytes(8, "little")),  # BINBYTES8
+    st.integers(1, 3000).map(lambda n: b"]" * n + b"a" * (n - 1)),  # nested lists
+    st.just(b"]q\x00h\x00a"))  # a list that contains itself
+
+
+def _mutated(base, pickle=False):
+    """Random bytes, or ``base`` with a few bytes changed, maybe cut short (and for a pickle,
+    maybe a sized opcode inserted)."""
     edits = st.lists(st.tuples(st.integers(0, len(base) - 1), st.integers(0, 255)), max_size=8)
+    insert = st.tuples(st.integers(0, len(base)), OPCODES) if pickle else st.none()
 
     def apply(args):
-        changes, cut = args
+        changes, cut, put = args
         data = bytearray(base)
         for i, b in changes:
             data[i] = b
-        return bytes(data[:cut])
-    return st.binary(max_size=600) | st.tuples(edits, st.integers(0, len(base))).map(apply)
+        if put is not None:
+            data[put[0]:put[0]] = put[1]
+        return bytes(data[:cut + (len(put[1]) if put else 0)])
+    return st.binary(max_size=600) | st.tuples(edits, st.integers(0, len(base)), insert).map(apply)
 
 
 def _good_npz_bytes():
@@ -570,7 +589,7 @@ def test_fuzz_pth_bytes(tmp_path, kind, data):
     """Mutated .pth files, and mutated data.pkl pickles inside a valid zip."""
     if kind == "pickle":
         raw = _pickle_with_storages(data.draw(_mutated(_state_pickle(_specs(SMALL),
-                                                                     legacy=False))))
+                                                                     legacy=False), True)))
     else:
         raw = data.draw(_mutated(GOOD_PTH[kind]))
     (tmp_path / "f.pth").write_bytes(raw)
