@@ -64,9 +64,12 @@ _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
 
 
-def short_repr(v, width=60):
+def short_repr(v, width=60, bare=False):
     """``repr(v)`` for a message about a file: nesting, lengths and the result cut short (a
-    crafted value can be megabytes long, nested 100,000 deep, or contain itself)."""
+    crafted value can be megabytes long, nested 100,000 deep, or contain itself). ``bare``:
+    a printable string of at most ``width`` characters is shown as it is, without quotes."""
+    if bare and isinstance(v, str) and v.isprintable() and len(v) <= width:
+        return v
     try:
         text = _REPR.repr(v)
     except (RecursionError, MemoryError):

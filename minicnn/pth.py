@@ -1,12 +1,10 @@
 """Read PyTorch ``.pth`` weight files with NumPy only, without running any code from the file.
 
 A ``.pth`` file is a pickle, and unpickling can call any importable function (``os.system``
-included), so ``pickle.load`` on an untrusted file is code execution. This reader uses a
-restricted unpickler: the only globals it resolves are the handful the format needs to
-describe tensors (below), each replaced by a harmless stand-in of ours; any other global is
-refused *before* anything is called, with an ``UnsafePickleError`` naming it. Tensors come
-out as NumPy arrays, bit for bit what ``torch.load`` returns (tests/test_pth.py checks that
-against torch where it is installed).
+included). This reader's unpickler resolves only the globals the format needs to describe
+tensors (below), each replaced by a harmless stand-in of ours; any other is refused *before*
+anything is called, with an ``UnsafePickleError`` naming it. Tensors come out as NumPy arrays,
+bit for bit what ``torch.load`` returns (tests/test_pth.py checks it against torch).
 
 Two container formats exist; both are read.
 
@@ -27,10 +25,9 @@ Zip (the default since PyTorch 1.6): a zip archive ``<name>/data.pkl`` (pickle 4
 persistent ids without view_metadata), ``<name>/data/<key>`` (raw bytes of each storage) and
 ``<name>/byteorder`` ("little" or "big"; absent means little).
 
-Globals allowed: ``collections.OrderedDict``; ``torch._utils._rebuild_tensor_v2``,
-``_rebuild_tensor`` and ``_rebuild_parameter``; ``torch.<Type>Storage`` for the numeric types
-NumPy has (Float, Double, Half, Long, Int, Short, Char, Byte, Bool). The stand-ins refuse
-pickle's BUILD opcode, which could otherwise set attributes on them.
+Globals allowed: ``ALLOWED_GLOBALS``, and ``torch.<Type>Storage`` for ``STORAGE_DTYPES``. The
+stand-ins refuse pickle's BUILD opcode, which could otherwise set attributes on them. Sizes are
+bounded before anything is read (``io.zip_problem``, ``MAX_PICKLE_BYTES``, ``MAX_NESTING``).
 """
 
 from __future__ import annotations
@@ -181,10 +178,12 @@ class _RestrictedUnpickler(pickle._Unpickler):
         # subprocess.Popen "commands.Popen"); nothing is imported to find out
         py3 = _compat_pickle.NAME_MAPPING.get(
             (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
-        spelled = "" if py3 == (module, name) else f" (written {module}.{name})"
+        written = short_repr(f"{module}.{name}", bare=True)  # may hold newlines, NULs, MBs
+        spelled = "" if py3 == (module, name) else f" (written {written})"
         raise UnsafePickleError(
-            f"refusing to load global {'.'.join(py3)}{spelled}: a PyTorch weight file needs "
-            f"only tensors; this pickle would import (and could call) other code")
+            f"refusing to load global {short_repr('.'.join(py3), bare=True)}{spelled}: a "
+            f"PyTorch weight file needs only tensors; this pickle would import (and could "
+            f"call) other code")
 
     def persistent_load(self, pid):
         # ("storage", type, key, location, numel[, view_metadata]) -- see the module docstring
