@@ -82,9 +82,10 @@ class Container(Layer):
     def load_state_dict(self, state, strict=True):
         """Copy arrays into the model, checking every key, shape and dtype first.
 
-        Raises KeyError for missing or unexpected keys and ValueError for a wrong shape or a
-        non-floating dtype, naming the layer; floating arrays are cast to the model's dtype
-        and moved to its device. Nothing is changed unless every entry is valid.
+        Raises KeyError for missing or unexpected keys, TypeError for a value that is not an
+        array (NumPy or CuPy; a list is refused, not guessed at) and ValueError for a wrong
+        shape or a non-floating dtype, naming the layer; floating arrays are cast to the
+        model's dtype and moved to its device. Nothing is changed unless every entry is valid.
         """
         slots = {}
         for n, lay in self._leaves():
@@ -102,6 +103,9 @@ class Container(Layer):
             if key not in state:
                 continue
             new = state[key]
+            if not isinstance(new, np.ndarray) and get_xp(new) is np:
+                raise TypeError(f"layer {lname!r}: {key} is a {type(new).__name__}, not an "
+                                "array; load_state_dict takes NumPy or CuPy arrays")
             if tuple(new.shape) != tuple(old.shape):
                 raise ValueError(f"layer {lname!r}: {key} has shape {tuple(new.shape)}, "
                                  f"the model expects {tuple(old.shape)}")

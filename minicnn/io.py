@@ -9,7 +9,8 @@ from that JSON, so no code is unpickled:
     file = { "conv1.weight": ndarray, ..., "__meta__": uint8[utf8(json(meta))] }
 
 This module holds the file primitives only (it knows no model): ``atomic_write``,
-``save_arrays``, ``load_arrays`` and ``WeightFileError``.
+``save_arrays``, ``load_arrays`` (``read_npz`` + the JSON), ``zip_problem`` (the zip size
+limits, shared with ``minicnn.pth``) and ``WeightFileError``.
 
 Two guarantees:
 
@@ -17,13 +18,20 @@ Two guarantees:
   in the same directory, are flushed and fsync'ed, then ``os.replace``-d (atomic on
   POSIX and Windows when both paths are on one file system);
 - every way a file can be bad (missing, not a zip, truncated, pickled objects, no or
-  broken metadata) raises one ``WeightFileError`` with a one-line message naming the file.
+  broken metadata) raises one ``WeightFileError`` with a one-line message naming the file;
+- reading never allocates more than the file's declared sizes allow: at most
+  ``MAX_ARRAY_BYTES`` (2 GiB) of arrays, no compressed member expanding more than
+  ``MAX_DEFLATE_RATIO`` (100) times, every ``.npy`` header matching its member's size,
+  all checked before anything is decompressed (``zip_problem``, ``read_npz``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import reprlib
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -36,6 +44,8 @@ from .backend import to_numpy
 META_KEY = "__meta__"
 FORMAT = "minicnn"
 VERSION = 1
+MAX_ARRAY_BYTES = 2 ** 31  # what one weight file's arrays may hold together: 2 GiB
+MAX_DEFLATE_RATIO = 100  # how far a compressed member may expand (weights barely compress)
 
 
 def _read_umask():
@@ -49,6 +59,23 @@ _UMASK = _read_umask()
 
 class WeightFileError(ValueError):
     """A weight or checkpoint file is missing, corrupt, unsafe or not in minicnn's format."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
+
+
+def short_repr(v, width=60, bare=False):
+    """``repr(v)`` for a message about a file: nesting, lengths and the result cut short (a
+    crafted value can be megabytes long, nested 100,000 deep, or contain itself). ``bare``:
+    a printable string of at most ``width`` characters is shown as it is, without quotes."""
+    if bare and isinstance(v, str) and v.isprintable() and len(v) <= width:
+        return v
+    try:
+        text = _REPR.repr(v)
+    except (RecursionError, MemoryError):
+        text = f"<{type(v).__name__}>"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def atomic_write(path, write_fn):
@@ -127,23 +154,95 @@ def save_arrays(path, arrays, meta):
     atomic_write(path, lambda f: np.savez(f, **host))
 
 
-def load_arrays(path):
-    """Read an ``.npz`` written by :func:`save_arrays`, refusing anything pickled.
+def zip_problem(infos, file_bytes, limit=MAX_ARRAY_BYTES):
+    """Why a zip's members would decompress to too much, from the sizes the archive declares,
+    or None; called BEFORE any member is decompressed (1.5 MB deflated can expand to GB).
+
+        sum_m compress_size_m <= file_bytes;   sum_m file_size_m <= limit;
+        file_size_m == compress_size_m (stored);  <= MAX_DEFLATE_RATIO * compress_size_m (else)
+
+    ``zipfile`` never returns more than a member's declared ``file_size`` (the CRC check fails
+    first), so checking the declared sizes bounds what reading can allocate: at most
+    ``MAX_DEFLATE_RATIO`` times the file's own size, and never over ``limit``.
+
+    Parameters
+    ----------
+    infos : list of zipfile.ZipInfo
+    file_bytes : the size of the zip file on disk
+    limit : bytes all members may hold together
+    Returns
+    -------
+    None, or one line saying which member breaks which limit
+    """
+    total, packed = 0, 0
+    for info in infos:
+        what = f"member {short_repr(info.filename)}"
+        if info.flag_bits & 0x1:
+            return f"{what} is encrypted"
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            return (f"{what} is stored uncompressed but declares {info.file_size} bytes "
+                    f"in {info.compress_size}")
+        if info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+            return (f"{what} would expand {info.compress_size} compressed bytes to "
+                    f"{info.file_size}, over {MAX_DEFLATE_RATIO}-fold (a zip bomb?)")
+        total, packed = total + info.file_size, packed + info.compress_size
+    if packed > file_bytes:
+        return f"its members declare {packed} compressed bytes; the file has {file_bytes}"
+    if total > limit:
+        return (f"its members declare {total} bytes, over the limit of {limit} bytes "
+                f"({limit / 2**30:g} GiB)")
+    return None
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_member(zf, info, name):
+    """One ``.npy`` member as a writable host array; its header must account for its bytes.
+
+    NOTE: ``np.load`` allocates the array the header declares before reading the data, so a
+    crafted header (shape (10**12,)) in a tiny member is a huge allocation; here the header's
+    size must equal the member's declared size, which ``zip_problem`` has bounded.
+    """
+    member = f"{name}: member {short_repr(info.filename)}"
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+        except ValueError as e:
+            raise WeightFileError(f"{member} is not a .npy array ({_first_line(e)})") from None
+        if version not in _HEADER_READERS:
+            raise WeightFileError(f"{member}: unsupported .npy format version {version}")
+        try:
+            shape, fortran, dtype = _HEADER_READERS[version](f)
+        except Exception as e:  # NOTE: NumPy parses the header's Python literal: SyntaxError,
+            # tokenize.TokenError, ... all mean one thing here: the header is not .npy's
+            raise WeightFileError(f"{member}: bad .npy header ({type(e).__name__}: "
+                                  f"{_first_line(e)})") from None
+        if dtype.hasobject:
+            raise WeightFileError(f"{name}: refusing pickled data (object array "
+                                  f"{short_repr(info.filename)})")
+        if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+            raise WeightFileError(f"{member} has dtype {dtype}; weight files hold numeric "
+                                  "arrays only")
+        nbytes, held = math.prod(shape) * dtype.itemsize, info.file_size - f.tell()
+        if nbytes != held:
+            raise WeightFileError(f"{member} declares shape {shape} ({nbytes} bytes) but holds "
+                                  f"{held} bytes")
+        buf = bytearray(nbytes)
+        if f.readinto(buf) != nbytes or f.read(1):  # the read at the end checks the CRC
+            raise WeightFileError(f"{member} is truncated")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def read_npz(path, limit=MAX_ARRAY_BYTES):
+    """Every array of an ``.npz`` (name without ``.npy`` -> host ndarray), read without pickle
+    and within ``limit`` bytes (``zip_problem``), or one ``WeightFileError``.
 
     Parameters
     ----------
     path : str or os.PathLike
-
-    Returns
-    -------
-    arrays : dict str -> host ndarray (without ``"__meta__"``)
-    meta : dict, the decoded JSON
-
-    Raises
-    ------
-    WeightFileError
-        missing file, not an npz/zip, truncated or corrupt archive, pickled or object
-        arrays, missing or invalid ``__meta__``.
+    limit : bytes the arrays may hold together (declared sizes, checked before reading)
     """
     name = os.fspath(path)
     try:
@@ -160,19 +259,50 @@ def load_arrays(path):
         raise WeightFileError(f"{name}: not an .npz weight file ({what})")
     arrays = {}
     try:
-        with np.load(name, allow_pickle=False) as z:
-            for k in z.files:
-                a = z[k]  # reads and CRC-checks the member now
-                if not isinstance(a, np.ndarray):
-                    raise WeightFileError(f"{name}: entry {k!r} is not a .npy array")
-                arrays[k] = a
+        with zipfile.ZipFile(name) as zf:
+            infos = zf.infolist()
+            problem = zip_problem(infos, os.path.getsize(name), limit)
+            if problem:
+                raise WeightFileError(f"{name}: {problem}")
+            for info in infos:
+                key = info.filename[:-4] if info.filename.endswith(".npy") else None
+                if key is None or key in arrays:
+                    raise WeightFileError(f"{name}: entry {short_repr(info.filename)} is not "
+                                          "a .npy array (or appears twice)")
+                arrays[key] = _read_member(zf, info, name)
     except WeightFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError, KeyError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "pickle" in msg.lower() or "object arrays" in msg.lower():
-            raise WeightFileError(f"{name}: refusing pickled data ({msg})") from None
-        raise WeightFileError(f"{name}: truncated or corrupt .npz ({msg})") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError, KeyError,
+            NotImplementedError, struct.error) as e:
+        raise WeightFileError(f"{name}: truncated or corrupt .npz ({_first_line(e)})") from None
+    return arrays
+
+
+def _first_line(e):
+    return str(e).splitlines()[0][:200] if str(e).strip() else type(e).__name__
+
+
+def load_arrays(path):
+    """Read an ``.npz`` written by :func:`save_arrays`, refusing anything pickled.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    arrays : dict str -> host ndarray (without ``"__meta__"``)
+    meta : dict, the decoded JSON
+
+    Raises
+    ------
+    WeightFileError
+        missing file, not an npz/zip, truncated or corrupt archive, pickled or object
+        arrays, members over the size limits (``zip_problem``), missing or invalid
+        ``__meta__`` (JSON nested deeper than Python's recursion limit included).
+    """
+    name = os.fspath(path)
+    arrays = read_npz(name)
     if META_KEY not in arrays:
         raise WeightFileError(f"{name}: no {META_KEY!r} entry; not written by minicnn")
     raw = arrays.pop(META_KEY)
@@ -180,8 +310,11 @@ def load_arrays(path):
         raise WeightFileError(f"{name}: {META_KEY!r} must be 1-D uint8 JSON bytes")
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightFileError(f"{name}: {META_KEY!r} is not valid UTF-8 JSON ({e})") from None
+    except RecursionError:
+        raise WeightFileError(f"{name}: {META_KEY!r} JSON is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit int ...
+        raise WeightFileError(f"{name}: {META_KEY!r} is not valid UTF-8 JSON "
+                              f"({_first_line(e)})") from None
     if not isinstance(meta, dict):
         raise WeightFileError(f"{name}: {META_KEY!r} must be a JSON object")
     return arrays, meta

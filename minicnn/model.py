@@ -76,7 +76,8 @@ class Sequential(Container):
     @class_names.setter
     def class_names(self, names):
         if names is not None:
-            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            if isinstance(names, (str, bytes, dict)) or \
+                    not all(isinstance(n, str) for n in names):
                 raise TypeError(f"class_names must be a list of str or None, got {names!r:.80}")
             names = list(names)
         self._class_names = names

@@ -1,12 +1,10 @@
 """Read PyTorch ``.pth`` weight files with NumPy only, without running any code from the file.
 
 A ``.pth`` file is a pickle, and unpickling can call any importable function (``os.system``
-included), so ``pickle.load`` on an untrusted file is code execution. This reader uses a
-restricted unpickler: the only globals it resolves are the handful the format needs to
-describe tensors (below), each replaced by a harmless stand-in of ours; any other global is
-refused *before* anything is called, with an ``UnsafePickleError`` naming it. Tensors come
-out as NumPy arrays, bit for bit what ``torch.load`` returns (tests/test_pth.py checks that
-against torch where it is installed).
+included). This reader's unpickler resolves only the globals the format needs to describe
+tensors (below), each replaced by a harmless stand-in of ours; any other is refused *before*
+anything is called, with an ``UnsafePickleError`` naming it. Tensors come out as NumPy arrays,
+bit for bit what ``torch.load`` returns (tests/test_pth.py checks it against torch).
 
 Two container formats exist; both are read.
 
@@ -27,10 +25,9 @@ Zip (the default since PyTorch 1.6): a zip archive ``<name>/data.pkl`` (pickle 4
 persistent ids without view_metadata), ``<name>/data/<key>`` (raw bytes of each storage) and
 ``<name>/byteorder`` ("little" or "big"; absent means little).
 
-Globals allowed: ``collections.OrderedDict``; ``torch._utils._rebuild_tensor_v2``,
-``_rebuild_tensor`` and ``_rebuild_parameter``; ``torch.<Type>Storage`` for the numeric types
-NumPy has (Float, Double, Half, Long, Int, Short, Char, Byte, Bool). The stand-ins refuse
-pickle's BUILD opcode, which could otherwise set attributes on them.
+Globals allowed: ``ALLOWED_GLOBALS``, and ``torch.<Type>Storage`` for ``STORAGE_DTYPES``. The
+stand-ins refuse pickle's BUILD opcode, which could otherwise set attributes on them. Sizes are
+bounded before anything is read (``io.zip_problem``, ``MAX_PICKLE_BYTES``, ``MAX_NESTING``).
 """
 
 from __future__ import annotations
@@ -46,10 +43,12 @@ import zlib
 
 import numpy as np
 
-from .io import WeightFileError
+from .io import WeightFileError, short_repr, zip_problem
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+MAX_PICKLE_BYTES = 64 * 2 ** 20  # data.pkl of a zip .pth: key names and tensor records only
+MAX_NESTING = 64  # containers inside containers in the pickled object (a state dict: 1-3)
 
 STORAGE_DTYPES = {
     "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
@@ -120,7 +119,7 @@ class _TensorRef(_Sealed):
 def _ints(v, what):
     if not isinstance(v, (tuple, list)) or not all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
-        raise PthError(f"tensor {what} must be a tuple of non-negative ints, got {v!r}")
+        raise PthError(f"tensor {what} must be a tuple of non-negative ints, got {short_repr(v)}")
     return tuple(v)
 
 
@@ -132,9 +131,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     values; they are ignored.
     """
     if not isinstance(storage, _Storage):
-        raise PthError(f"a tensor is built from {storage!r}, not from a storage")
+        raise PthError(f"a tensor is built from {short_repr(storage)}, not from a storage")
     if not isinstance(storage_offset, int) or storage_offset < 0:
-        raise PthError(f"bad tensor storage offset {storage_offset!r}")
+        raise PthError(f"bad tensor storage offset {short_repr(storage_offset)}")
     size, stride = _ints(size, "size"), _ints(stride, "stride")
     if len(size) != len(stride):
         raise PthError(f"tensor size {size} and stride {stride} differ in length")
@@ -144,7 +143,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *_ignored):
     """Stand-in for ``torch._utils._rebuild_parameter``: a Parameter is its tensor."""
     if not isinstance(data, _TensorRef):
-        raise PthError(f"a parameter wraps {data!r}, not a tensor")
+        raise PthError(f"a parameter wraps {short_repr(data)}, not a tensor")
     return data
 
 
@@ -156,12 +155,13 @@ ALLOWED_GLOBALS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose ``find_class`` resolves only the allow-list above.
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Python's unpickler whose ``find_class`` resolves only the allow-list above.
 
     ``find_class`` is the single door through which a pickle reaches a callable (the GLOBAL,
     STACK_GLOBAL, INST, OBJ and EXT opcodes all go through it), so refusing there means a
-    refused name is never imported, let alone called.
+    refused name is never imported, let alone called. NOTE: the pure-Python unpickler, not
+    the C one: the C memo is an array, and 5 bytes (LONG_BINPUT 10**9) zero-fill GB of it.
     """
 
     def __init__(self, file, storages=None, view_metadata=True):
@@ -178,23 +178,25 @@ class _RestrictedUnpickler(pickle.Unpickler):
         # subprocess.Popen "commands.Popen"); nothing is imported to find out
         py3 = _compat_pickle.NAME_MAPPING.get(
             (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
-        spelled = "" if py3 == (module, name) else f" (written {module}.{name})"
+        written = short_repr(f"{module}.{name}", bare=True)  # may hold newlines, NULs, MBs
+        spelled = "" if py3 == (module, name) else f" (written {written})"
         raise UnsafePickleError(
-            f"refusing to load global {'.'.join(py3)}{spelled}: a PyTorch weight file needs "
-            f"only tensors; this pickle would import (and could call) other code")
+            f"refusing to load global {short_repr('.'.join(py3), bare=True)}{spelled}: a "
+            f"PyTorch weight file needs only tensors; this pickle would import (and could "
+            f"call) other code")
 
     def persistent_load(self, pid):
         # ("storage", type, key, location, numel[, view_metadata]) -- see the module docstring
         n = 6 if self.view_metadata else 5
         if self.storages is None or not isinstance(pid, tuple) or len(pid) != n \
                 or pid[0] != "storage":
-            raise PthError(f"unexpected persistent id {pid!r}")
+            raise PthError(f"unexpected persistent id {short_repr(pid)}")
         _, stype, key, _location, numel = pid[:5]
         if not isinstance(stype, _Global) or stype.dtype is None:
-            raise PthError(f"storage {key!r} has an unsupported type {stype!r} "
-                           f"(supported: {', '.join(STORAGE_DTYPES)})")
+            raise PthError(f"storage {short_repr(key)} has an unsupported type "
+                           f"{short_repr(stype)} (supported: {', '.join(STORAGE_DTYPES)})")
         if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
-            raise PthError(f"bad storage record {pid!r}")
+            raise PthError(f"bad storage record {short_repr(pid)}")
         root = self.storages.setdefault(key, _Storage(key, stype.dtype, numel))
         if root.dtype != stype.dtype or root.numel != numel:
             raise PthError(f"storage {key!r} is declared twice with different types or sizes")
@@ -205,7 +207,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)
                 and all(isinstance(v, int) and v >= 0 for v in view[1:])
                 and view[1] + view[2] <= numel):
-            raise PthError(f"bad storage view {view!r} of storage {key!r}")
+            raise PthError(f"bad storage view {short_repr(view)} of storage {short_repr(key)}")
         return _StorageView(root, view[1], view[2])
 
 
@@ -225,7 +227,8 @@ def _unpickle(f, storages=None, view_metadata=True):
     except PthError:
         raise
     except Exception as e:  # EOFError, UnpicklingError, TypeError from a malformed stream...
-        raise PthError(f"corrupt or truncated pickle ({type(e).__name__}: {e})") from None
+        why = " ".join(str(e).split())[:200]
+        raise PthError(f"corrupt or truncated pickle ({type(e).__name__}: {why})") from None
 
 
 # --------------------------------------------------------------------------- to NumPy
@@ -254,22 +257,31 @@ def _array(t):
     return np.array(view, dtype=s.dtype.newbyteorder("="), order="C")
 
 
-def _to_numpy(obj, memo=None):
-    """Replace every tensor in a (nested) dict/list/tuple by its array."""
+def _to_numpy(obj, memo=None, path=(), depth=0):
+    """Replace every tensor in a (nested) dict/list/tuple/set by its array (shared ones once).
+
+    NOTE: a pickle can build a list that contains itself, or nest 100,000 deep: a container
+    met again on its own path, or deeper than ``MAX_NESTING``, is refused (RecursionError).
+    """
     memo = {} if memo is None else memo
     if id(obj) in memo:
         return memo[id(obj)]
+    if isinstance(obj, (dict, list, tuple, set, frozenset)):
+        if id(obj) in path or depth >= MAX_NESTING:
+            raise PthError(f"the pickled {type(obj).__name__} " + ("contains itself; a state "
+                           f"dict never does" if id(obj) in path else f"nests deeper than "
+                           f"{MAX_NESTING} containers"))
+        path = path + (id(obj),)
     if isinstance(obj, _TensorRef):
         out = _array(obj)
     elif isinstance(obj, dict):
         out = type(obj)() if isinstance(obj, collections.OrderedDict) else {}
-        memo[id(obj)] = out
         for k, v in obj.items():
-            out[k] = _to_numpy(v, memo)
-    elif isinstance(obj, (list, tuple)):
-        out = type(obj)(_to_numpy(v, memo) for v in obj)
+            out[k] = _to_numpy(v, memo, path, depth + 1)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        out = type(obj)(_to_numpy(v, memo, path, depth + 1) for v in obj)
     elif isinstance(obj, _Sealed):
-        raise PthError(f"the file holds {obj!r} outside any tensor")
+        raise PthError(f"the file holds {short_repr(obj)} outside any tensor")
     else:
         out = obj
     memo[id(obj)] = out
@@ -290,21 +302,22 @@ def _read_exact(f, n, what):
 def _load_legacy(f):
     magic = _unpickle(f)
     if magic != LEGACY_MAGIC:
-        raise PthError(f"not a PyTorch legacy file: magic number {magic!r}, "
+        raise PthError(f"not a PyTorch legacy file: magic number {short_repr(magic)}, "
                        f"expected {LEGACY_MAGIC:#x}")
     protocol = _unpickle(f)
     if protocol != LEGACY_PROTOCOL:
-        raise PthError(f"unsupported legacy protocol version {protocol!r} (only {LEGACY_PROTOCOL})")
+        raise PthError(f"unsupported legacy protocol version {short_repr(protocol)} "
+                       f"(only {LEGACY_PROTOCOL})")
     sys_info = _unpickle(f)
     if not isinstance(sys_info, dict):
-        raise PthError(f"bad sys info record {sys_info!r}")
+        raise PthError(f"bad sys info record {short_repr(sys_info)}")
     order = "<" if sys_info.get("little_endian", True) else ">"
     storages = {}
     obj = _unpickle(f, storages, view_metadata=True)
     keys = _unpickle(f)
     if not isinstance(keys, list) or sorted(keys) != sorted(storages):
         raise PthError("the storage key list does not match the storages the tensors use")
-    for key in keys:
+    for key in keys:  # NOTE: raw bytes on disk, each read checked against the file's size
         s = storages[key]
         (numel,) = struct.unpack(order + "q", _read_exact(f, 8, f"storage {key!r} header"))
         if numel != s.numel:
@@ -314,31 +327,40 @@ def _load_legacy(f):
     return _to_numpy(obj)
 
 
+def _member(zf, infos, name, sizes):
+    """Zip member ``name``, decompressed only if its declared size is in the range ``sizes``."""
+    if (info := infos.get(name)) is None or info.file_size not in sizes:
+        raise PthError(f"zip member {short_repr(name)} " + ("is missing" if info is None else
+                       f"declares {info.file_size} bytes, not {sizes.start}..{sizes.stop - 1}"))
+    return zf.read(info)
+
+
 def _load_zip(path):
+    """A zip ``.pth``. NOTE: ``torch.save`` stores members uncompressed; a compressed one (a
+    crafted or re-zipped file) must pass ``io.zip_problem``, and every member's declared size
+    must be what the pickle says it holds, checked BEFORE it is decompressed."""
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise PthError(f"corrupt zip-format .pth ({e})") from None
+    except (zipfile.BadZipFile, OSError, ValueError, struct.error, EOFError) as e:
+        raise PthError(f"corrupt zip-format .pth ({type(e).__name__}: {e})") from None
     with zf:
-        names = zf.namelist()
-        pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        infos = {i.filename: i for i in zf.infolist()}
+        pkls = [n for n in infos if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkls) != 1:
             raise PthError("zip file is not a PyTorch checkpoint (no <name>/data.pkl)")
-        root = pkls[0][: -len("data.pkl")]
-        order = "<"
-        if root + "byteorder" in names:
-            order = "<" if zf.read(root + "byteorder").strip() == b"little" else ">"
-        storages = {}
-        try:
-            obj = _unpickle(io.BytesIO(zf.read(pkls[0])), storages, view_metadata=False)
-            for key, s in storages.items():
-                raw = zf.read(f"{root}data/{key}")
-                dtype = s.dtype.newbyteorder(order)
-                if len(raw) < s.numel * dtype.itemsize:
-                    raise PthError(f"storage {key!r} is truncated")
-                s.data = np.frombuffer(raw[: s.numel * dtype.itemsize], dtype)
-        except (KeyError, zipfile.BadZipFile, zlib.error) as e:
-            raise PthError(f"corrupt zip-format .pth ({e})") from None
+        if problem := zip_problem(zf.infolist(), os.path.getsize(path)):
+            raise PthError(problem)
+        root, order, storages = pkls[0][: -len("data.pkl")], "<", {}
+        if root + "byteorder" in infos:
+            raw = _member(zf, infos, root + "byteorder", range(17))
+            order = "<" if raw.strip() == b"little" else ">"
+        pkl = _member(zf, infos, pkls[0], range(MAX_PICKLE_BYTES + 1))
+        obj = _unpickle(io.BytesIO(pkl), storages, view_metadata=False)
+        for key, s in storages.items():  # (zipfile's own errors: load_pth's last except)
+            dtype = s.dtype.newbyteorder(order)
+            n = s.numel * dtype.itemsize  # what the pickle says this storage holds
+            raw = _member(zf, infos, f"{root}data/{key}", range(n, n + 1))
+            s.data = np.frombuffer(raw, dtype)
     return _to_numpy(obj)
 
 
@@ -371,3 +393,7 @@ def load_pth(path):
         raise PthError(f"{path}: no such file") from None
     except PthError as e:
         raise type(e)(f"{path}: {e}") from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError,
+            EOFError, struct.error, zipfile.BadZipFile, zlib.error, NotImplementedError) as e:
+        why = " ".join(str(e).split())[:200]  # a malformed file that got past the checks above
+        raise PthError(f"{path}: corrupt .pth ({type(e).__name__}: {why})") from None

@@ -18,7 +18,8 @@ module's attribute names takes its state dict the same way. Importing is therefo
     2. drop what minicnn does not keep: BatchNorm's ``num_batches_tracked`` step counters
        (read only by torch's ``momentum=None`` training mode, never in eval)
     3. rename, if asked (``key_map``), and strip a ``module.`` prefix left by DataParallel
-    4. check EVERY key and shape against the model and report all problems at once
+    4. check EVERY key, shape, dtype and value (NaN/inf refused) against the model and report
+       all problems at once
     5. copy (``Sequential.load_state_dict``: cast to the model's dtype, nothing changed unless
        every entry is valid)
 
@@ -34,7 +35,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .io import META_KEY, atomic_write
+from .io import META_KEY, WeightFileError, atomic_write, read_npz, short_repr
 
 DROPPED_SUFFIXES = (".num_batches_tracked",)  # torch buffers minicnn does not keep
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
@@ -72,9 +73,22 @@ def tensor_to_numpy(t):
     return np.array(t, copy=True)
 
 
-def _from_mapping(state):
+def _is_tensor(v):
+    """A torch tensor (recognised by its methods; torch is not imported) or a NumPy array."""
+    return isinstance(v, np.ndarray) or (hasattr(v, "detach") and hasattr(v, "cpu"))
+
+
+def _from_mapping(state, path=None):
+    """Arrays from a state dict (of the file ``path``: errors are WeightFileErrors naming it)."""
     if "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]  # a training checkpoint {"state_dict": ..., "epoch": ...}
+    for k, v in state.items():
+        # NOTE: np.array would turn a list (or a number) into an array; a weight file that
+        # holds one where a tensor belongs is refused, not guessed at
+        if not _is_tensor(v):
+            why = (f"entry {short_repr(k)} is a {type(v).__name__}, not a tensor; a state dict "
+                   "holds tensors only")
+            raise WeightFileError(f"{path}: {why}") if path else TypeError(why)
     return {str(k): tensor_to_numpy(v) for k, v in state.items()}
 
 
@@ -98,20 +112,16 @@ def read_state(source):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     lower = path.lower()
-    if lower.endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files if k != META_KEY}
-        except ValueError as e:  # pickled members, not a zip, ...
-            raise ValueError(f"{path}: not a readable .npz of arrays ({e})") from None
+    if lower.endswith(".npz"):  # bounded, pickle-free reading (minicnn.io.read_npz)
+        return {k: v for k, v in read_npz(path).items() if k != META_KEY}
     if lower.endswith(PTH_SUFFIXES):
         from .pth import load_pth
 
         obj = load_pth(path)
         if not isinstance(obj, Mapping):
-            raise ValueError(f"{path}: holds a {type(obj).__name__}, not a state dict; "
-                             "save model.state_dict(), not the model object")
-        return _from_mapping(obj)
+            raise WeightFileError(f"{path}: holds a {type(obj).__name__}, not a state dict; "
+                                  "save model.state_dict(), not the model object")
+        return _from_mapping(obj, path)
     raise ValueError(f"{path}: unknown weight file type; use .npz (torch_import.save_npz) or "
                      f"a PyTorch {'/'.join(PTH_SUFFIXES)} file")
 
@@ -161,11 +171,13 @@ def check_state(model, state):
     -------
     dict with lists "missing" (model keys absent from state), "unexpected" (state keys the
     model lacks), "shape" ((key, state shape, model shape)) and "dtype" ((key, dtype)) for
-    non-floating arrays. All lists empty means the state loads.
+    non-floating arrays, "non-finite" ((key, count)) for arrays holding NaN or inf (they would
+    give NaN logits). All lists empty means the state loads.
     """
     own = model.state_dict()
     problems = {"missing": [k for k in own if k not in state],
-                "unexpected": [k for k in state if k not in own], "shape": [], "dtype": []}
+                "unexpected": [k for k in state if k not in own], "shape": [], "dtype": [],
+                "non-finite": []}
     for k, v in state.items():
         if k not in own:
             continue
@@ -173,6 +185,8 @@ def check_state(model, state):
             problems["shape"].append((k, tuple(v.shape), tuple(own[k].shape)))
         elif np.dtype(v.dtype).kind != "f":
             problems["dtype"].append((k, str(v.dtype)))
+        elif not np.isfinite(v).all():
+            problems["non-finite"].append((k, int(v.size - np.count_nonzero(np.isfinite(v)))))
     return problems
 
 
@@ -210,6 +224,9 @@ def describe(problems):
     if problems["dtype"]:
         shown = [f"{k}: {d}" for k, d in problems["dtype"]]
         parts.append(f"{len(shown)} non-floating arrays ({_names(shown)})")
+    if problems["non-finite"]:
+        shown = [f"{k}: {n} NaN/inf" for k, n in problems["non-finite"]]
+        parts.append(f"{len(shown)} arrays with non-finite values ({_names(shown)})")
     return "; ".join(parts) + _prefix_hint(problems["missing"], problems["unexpected"])
 
 
@@ -232,7 +249,9 @@ def load_torch_weights(model, source, key_map=None, strict=True):
     Raises
     ------
     StateDictMismatch (a KeyError and a ValueError): one message listing every missing,
-    unexpected and mis-shaped key; nothing is loaded then.
+    unexpected and mis-shaped key, non-floating and non-finite (NaN/inf) array; nothing is
+    loaded then. WeightFileError (a ValueError): an unreadable file, or an entry that is not
+    a tensor (a list smuggled in as a weight).
     """
     state = _rename(read_state(source), key_map)
     problems = check_state(model, state)
