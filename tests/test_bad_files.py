@@ -31,7 +31,8 @@ from minicnn.torch_import import StateDictMismatch
 from test_pth import _int, _specs, _state_pickle, _str, _tensor, zip_bytes
 
 # the documented exit status of a runtime error of each subcommand (compare: its own)
-STATUS = {"explain": 1, "layers": 1, "evaluate": 1, "demo": 1, "compare": 2}
+STATUS = {"explain": 1, "layers": 1, "evaluate": 1, "demo": 1,
+          "compare": 3}  # compare: 3 is an error, distinct from its verdicts 0-2
 
 
 # --------------------------------------------------------------------------- good files

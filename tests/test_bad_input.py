@@ -126,9 +126,9 @@ def _cmp(t, heatmap=None, input=None, *extra):
     return ["compare", heatmap, input or _scene(t / "good.png"), "--model", "shapes_cnn", *extra]
 
 
-def _big_input_model(path):
+def _big_input_model(path, side):
     model = zoo.shapes_cnn(seed=0)
-    model.input_size = (30000, 30000)
+    model.input_size = (side, side)
     model.save(path)
     return str(path)
 
@@ -177,8 +177,11 @@ ROWS = [
      lambda t: _ex(t, "--model", "resnet9")),
     ("corrupt model file", RUNTIME, "m.npz",
      lambda t: _ex(t, "--model", _text(t / "m.npz"))),
-    ("model file declaring a 30000 x 30000 input", RUNTIME, "each side must be 1..1024",
-     lambda t: ["layers", "--model", _big_input_model(t / "big.npz")]),
+    # a file may declare up to 4096 (minicnn.serialize's cap); the command line runs up to 1024
+    ("model file declaring a 2048 x 2048 input", RUNTIME, "each side must be 1..1024",
+     lambda t: ["layers", "--model", _big_input_model(t / "big.npz", 2048)]),
+    ("model file declaring a 30000 x 30000 input", RUNTIME, "<= 4096, got [30000, 30000]",
+     lambda t: ["layers", "--model", _big_input_model(t / "big.npz", 30000)]),
     # options
     ("unknown method", USAGE, "invalid choice", lambda t: _ex(t, "--method", "lime")),
     ("bad alpha", USAGE, "[0, 1]", lambda t: _ex(t, "--alpha", "1.5")),
