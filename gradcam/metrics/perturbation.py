@@ -20,9 +20,11 @@ BASELINES = ("zeros", "blur", "mean")
 VARIANTS = (None, "torchcam", "pytorch-grad-cam")
 BATCH_SIZE = None  # perturbed inputs per forward: None = sized to the input (auto_batch_size)
 MAX_BATCH = 32  # torchcam's default for DeletionInsertionMetric
-# NOTE: minicnn's forward is fastest per image when a batch's activations stay small: deletion
-# and insertion on EfficientNet-Lite0 at 224 ran 1.1x torchcam's time with 2-4 inputs per forward,
-# 1.5x with 8, 1.6x with 16, 1.7x with 32 (benchmarks/README.md); 4 inputs of 3 x 224 x 224
+# NOTE: a batch's activations grow with batch x input size (EfficientNet-Lite0 at 224: about
+# 150 MB for one expanded activation of 32 inputs); sizing the batch to the input keeps them small.
+# On the shared 2-core machine, ours/torchcam for deletion + insertion at 224 measured 1.1x with
+# 2-4 inputs per forward and 1.5-1.7x with 8-32 in one series, 1.7x with 4 in a busier later
+# run (benchmarks/README.md): the effect is within the machine's noise
 AUTO_ELEMENTS = 4 * 3 * 224 * 224
 # RISE's insertion canvas: gkern(klen=11, nsig=5) in eclique/RISE evaluation.py, a delta blurred
 # by scipy.ndimage.gaussian_filter (reflect mode, truncate 4), applied with zero padding
