@@ -2,15 +2,17 @@
 ``DeletionInsertionMetric``, same weights, same photos, same maps, same run.
 
     python benchmarks/bench_faithfulness.py [--threads 2] [--repeats 3] [--steps 20]
-                                            [--batch-size 32]
+                                            [--batch-size 32] [--ours-batch-size B]
 
 Inputs: the two photos that ship with matplotlib (grace_hopper.jpg, Minduka_Present_Blue_Pack.png)
 through Lite0's preprocessing, 2 x 3 x 224 x 224 float32. Maps: our Grad-CAM heatmaps at
 ``_relu1`` (7 x 7 upsampled to 224), computed once and handed to both sides (torchcam through a
 stand-in CAM extractor that returns them). Both sides use torchcam's definition: its counts
-(``variant="torchcam"``), a zero canvas for both curves, softmax scores, ``--batch-size``
-perturbed inputs per forward; torchcam computes both curves in one ``update``, ours calls
-``deletion`` and then ``insertion``. The AUCs of the two sides are compared before timing.
+(``variant="torchcam"``), a zero canvas for both curves, softmax scores; torchcam runs
+``--batch-size`` perturbed inputs per forward (its default, 32), ours its own default (None:
+4 at 224; ``--ours-batch-size`` overrides). torchcam computes both curves in one ``update``,
+ours calls ``deletion`` and then ``insertion``. The AUCs of the two sides are compared before
+timing.
 
 Timing: ``common.race`` alternates the two on every repeat after a pause; the machine has 2
 shared cores, so the per-repeat ratio (ours / torchcam, same machine state) is the number to
@@ -86,6 +88,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--ours-batch-size", type=int, default=None,
+                        help="perturbed inputs per forward on our side (default: ours, sized to "
+                             "the input: 4 at 224)")
     args = parser.parse_args(argv)
     import torch
     from torchcam.metrics import DeletionInsertionMetric
@@ -95,7 +100,7 @@ def main(argv=None):
     net, xt = torch_twin(model), torch.from_numpy(x)
     softmax = lambda t: torch.softmax(t, dim=-1)  # noqa: E731
     kw = dict(steps=args.steps, baseline="zeros", scores="softmax", variant="torchcam",
-              batch_size=args.batch_size)
+              batch_size=args.ours_batch_size)
 
     def ours():
         return (metrics.deletion(model, x, maps, target, **kw),

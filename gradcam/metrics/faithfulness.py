@@ -84,7 +84,8 @@ def deletion(model, x, maps, target, steps=20, baseline="zeros", scores="softmax
         mean colour), or an array broadcastable to x
     scores : "softmax" (the paper's probability) or "logits"
     variant : None (the paper, its code's AUC) or "torchcam" (its counts and trapezoid)
-    batch_size : perturbed inputs per forward; progress : bool or None (a bar on a terminal)
+    batch_size : perturbed inputs per forward (None: sized to the input, 4 at 3 x 224 x 224)
+    progress : bool or None (a bar on a terminal)
     Returns
     -------
     FaithfulnessCurve (.curve (N, S + 1), .auc (N,), ...)
@@ -109,8 +110,9 @@ def insertion(model, x, maps, target, steps=20, baseline="blur", scores="softmax
 
 def _curves(kind, model, x, maps, target, steps, baseline, scores, variant, batch_size, show):
     check_scores(scores)
-    batch_size = check_batch_size(batch_size)
+    check_batch_size(batch_size)
     x, maps, c, logits = prepare(model, x, maps, target)
+    batch_size = check_batch_size(batch_size, x)
     xp = get_xp(x)
     N, P = x.shape[0], x.shape[2] * x.shape[3]
     counts = perturbation_counts(P, steps, variant)
@@ -165,8 +167,9 @@ def masked_confidence(model, x, maps, target, scores="softmax", batch_size=BATCH
     Y, O : (N,) each, the model's dtype; target : (N,) host class indices
     """
     check_scores(scores)
-    batch_size = check_batch_size(batch_size)
+    check_batch_size(batch_size)
     x, maps, c, logits = prepare(model, x, maps, target)
+    batch_size = check_batch_size(batch_size, x)
     xp = get_xp(x)
     E = x * maps[:, None].astype(x.dtype, copy=False)
 

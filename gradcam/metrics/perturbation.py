@@ -18,7 +18,14 @@ from ..targets import resolve_target
 SCORES = ("softmax", "logits")
 BASELINES = ("zeros", "blur", "mean")
 VARIANTS = (None, "torchcam", "pytorch-grad-cam")
-BATCH_SIZE = 32  # perturbed inputs per forward (torchcam's default for DeletionInsertionMetric)
+BATCH_SIZE = None  # perturbed inputs per forward: None = sized to the input (auto_batch_size)
+MAX_BATCH = 32  # torchcam's default for DeletionInsertionMetric
+# NOTE: a batch's activations grow with batch x input size (EfficientNet-Lite0 at 224: about
+# 150 MB for one expanded activation of 32 inputs); sizing the batch to the input keeps them small.
+# On the shared 2-core machine, ours/torchcam for deletion + insertion at 224 measured 1.1x with
+# 2-4 inputs per forward and 1.5-1.7x with 8-32 in one series, 1.7x with 4 in a busier later
+# run (benchmarks/README.md): the effect is within the machine's noise
+AUTO_ELEMENTS = 4 * 3 * 224 * 224
 # RISE's insertion canvas: gkern(klen=11, nsig=5) in eclique/RISE evaluation.py, a delta blurred
 # by scipy.ndimage.gaussian_filter (reflect mode, truncate 4), applied with zero padding
 BLUR_TAPS, BLUR_SIGMA = 11, 5.0
@@ -36,11 +43,20 @@ def check_scores(scores):
     return scores
 
 
-def check_batch_size(batch_size):
+def check_batch_size(batch_size, x=None):
+    """A positive int, or None: ``auto_batch_size(x)`` (None while x is not known yet)."""
+    if batch_size is None:
+        return auto_batch_size(x) if x is not None else None
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
             or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     return int(batch_size)
+
+
+def auto_batch_size(x):
+    """Perturbed inputs per forward: AUTO_ELEMENTS input values, between 1 and MAX_BATCH
+    (4 at 3 x 224 x 224, 32 at 3 x 64 x 64)."""
+    return int(max(1, min(MAX_BATCH, AUTO_ELEMENTS // max(1, int(np.prod(x.shape[1:]))))))
 
 
 def prepare(model, x, maps, target):

@@ -233,7 +233,8 @@ def road(model, x, maps, target, percentiles=PERCENTILES, order="morf", scores=N
         and order; None: NOISE * N(0, 1) drawn from ``seed`` (NumPy's default_rng)
     seed : also breaks ties in the map's order (official variant)
     variant : None (the official code: exact counts) or "pytorch-grad-cam" (thresholds)
-    batch_size : imputed inputs per forward; progress : bool or None (a bar on a terminal)
+    batch_size : imputed inputs per forward (None: sized to the input; at least one image's P)
+    progress : bool or None (a bar on a terminal)
     Returns
     -------
     RoadResult (.curve (N, P), .score (N,), .change, .removed_fraction, .noise)
@@ -242,11 +243,12 @@ def road(model, x, maps, target, percentiles=PERCENTILES, order="morf", scores=N
         raise ValueError(f"unknown order {order!r}; use one of {ORDERS}")
     scores = check_scores(scores if scores is not None else
                           "softmax" if check_variant(variant) is None else "logits")
-    batch_size = check_batch_size(batch_size)
+    check_batch_size(batch_size)
     percentiles = tuple(percentiles)
     if not percentiles or any(not 0 < float(p) < 100 for p in percentiles):
         raise ValueError(f"percentiles must lie in (0, 100), got {percentiles}")
     x, maps, c, logits = prepare(model, x, maps, target)
+    batch_size = check_batch_size(batch_size, x)
     xp = get_xp(x)
     if noise is None:
         noise = NOISE * np.random.default_rng(seed).standard_normal(x.shape)
