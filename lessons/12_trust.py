@@ -15,8 +15,7 @@
 # Fig. 2; Petsiuk et al., "RISE", arXiv:1806.07421 (deletion and insertion); Selvaraju et
 # al., "Grad-CAM", arXiv:1610.02391v4, Eq. (2) and Sec. 5.3 ("Faithfulness vs.
 # Interpretability"); Zeiler & Fergus, arXiv:1311.2901v3, Sec. 4.2 (occlusion). Code:
-# `gradcam/sanity.py`, `gradcam/metrics/` (`similarity.py`, `faithfulness.py`,
-# `occlusion.py`, `localisation.py`), `gradcam/curves.py`, `gradcam/family/occlusion.py`.
+# `gradcam/sanity.py`, `gradcam/metrics/`, `gradcam/curves.py`, `gradcam/family/occlusion.py`.
 
 # %%
 import numpy as np
@@ -45,8 +44,7 @@ model = zoo.shapes_cnn(pretrained=True)
 def probability(x, c):
     """p^c(x): the softmax probability of class c[n] for each image n, (N,)."""
     with eval_mode(model):
-        y = model.forward(x).astype(np.float64)
-    e = np.exp(y - y.max(axis=1, keepdims=True))
+        e = np.exp(model.forward(x).astype(np.float64))  # logits of a few units: no overflow
     return (e / e.sum(axis=1, keepdims=True))[np.arange(len(x)), c]
 
 # %% [markdown]
@@ -73,51 +71,36 @@ def probability(x, c):
 scenes = C.first(make_scenes(60, seed=12), C.pick(60, 16))  # SMOKE: the first 16 of the 60
 n_sanity = C.pick(20, 6)
 x_s, c_s = scenes.images[:n_sanity], scenes.labels[:n_sanity, 0]
-print([name for name, _ in sanity.layer_groups(model)])
 res = sanity.randomisation(model, x_s, c_s, methods=["gradcam", "guided-backprop"], seed=0)
-print(sanity.format_table(res))
-# prints (full mode, 20 scenes):
-# ['fc', 'conv4', 'conv3', 'conv2', 'conv1']
-# method           step     Spearman  Spearman abs   SSIM    HOG
-# gradcam          trained     1.000         1.000  1.000  1.000
-# gradcam          fc         -0.056         0.469  0.307  0.202
-# gradcam          conv4       0.080         0.208  0.106  0.174
-# gradcam          conv3       0.163         0.382  0.142  0.189
-# gradcam          conv2       0.130         0.319  0.082  0.148
-# gradcam          conv1       0.060         0.167  0.048  0.128
-# guided-backprop  trained     1.000         1.000  1.000  1.000
-# guided-backprop  fc          0.767         0.707  0.724  0.686
-# guided-backprop  conv4       0.701         0.659  0.705  0.662
-# guided-backprop  conv3       0.604         0.529  0.457  0.555
-# guided-backprop  conv2       0.499         0.409  0.285  0.447
-# guided-backprop  conv1       0.171         0.132  0.107  0.189
-
-gc, gb = res.methods.index("gradcam"), res.methods.index("guided-backprop")
-fc = res.steps.index("fc")
+print(f"{'mean over scenes':22s}" + "".join(f"{step:>8s}" for step in res.steps))
+for i, method in enumerate(res.methods):
+    for label, sim in (("rho", res.spearman), ("|rho|", res.spearman_abs), ("SSIM", res.ssim)):
+        print(f"{method:16s} {label:5s}" + "".join(f"{v:+8.2f}" for v in sim[i].mean(axis=1)))
+# prints (full mode, 20 scenes; sanity.format_table(res) prints the same with HOG):
+# mean over scenes       trained      fc   conv4   conv3   conv2   conv1
+# gradcam          rho     +1.00   -0.06   +0.08   +0.16   +0.13   +0.06
+# gradcam          |rho|   +1.00   +0.47   +0.21   +0.38   +0.32   +0.17
+# gradcam          SSIM    +1.00   +0.31   +0.11   +0.14   +0.08   +0.05
+# guided-backprop  rho     +1.00   +0.77   +0.70   +0.60   +0.50   +0.17
+# guided-backprop  |rho|   +1.00   +0.71   +0.66   +0.53   +0.41   +0.13
+# guided-backprop  SSIM    +1.00   +0.72   +0.70   +0.46   +0.29   +0.11
+gc, gb, fc = res.methods.index("gradcam"), res.methods.index("guided-backprop"), 1
 rho_gc, rho_gb = res.spearman[gc, fc].mean(), res.spearman[gb, fc].mean()
-print(f"after re-initialising fc: rho Grad-CAM {rho_gc:+.2f}, guided backprop {rho_gb:+.2f}")
-# prints: after re-initialising fc: rho Grad-CAM -0.06, guided backprop +0.77
 C.expect("guided backprop survives a random classifier, Grad-CAM does not",
          rho_gb > 0.5 and abs(rho_gc) < 0.3)
 
 # %% [markdown]
-# The table reproduces the paper's finding on our network (the issue that asked for this
-# lesson measured +0.77 against -0.04 on 20 other scenes). With a random classifier (step
+# The table reproduces the paper's finding on our network. With a random classifier (step
 # "fc") Grad-CAM's signed map has nothing left in common with the trained one (rho -0.06:
 # the new fc weights are as likely to favour a feature as to oppose it), and SSIM falls to
 # 0.31. Guided backprop's map keeps rho +0.77 and SSIM 0.72 with a random classifier, and
 # +0.70 with conv4 random too: it is made mostly of the image and the lower layers' ReLU
-# pattern, not of what the top layers decided. Only when the randomisation reaches conv1
-# does it fall as low as Grad-CAM fell at the first step.
-#
-# Grad-CAM's rank correlation of absolute values stays at 0.17-0.47: the coarse map is still
-# large where A is large (on the objects), only its sign is now random. The absolute-value
-# rho is the lenient comparison for a CAM method, and Grad-CAM still falls far below guided
-# backprop on it.
-#
-# A map that ignores the model altogether, e.g. an edge detector run on the image, would
-# score 1 at every step, and the test would flag it at once. Adebayo et al. note that guided
-# backprop's maps look much like such an edge detector's.
+# pattern, not of what the top layers decided. Only with conv1 random does it fall as low
+# as Grad-CAM fell at the first step. (A map that ignores the model, e.g. an edge detector,
+# would score 1 at every step; Adebayo et al. liken guided backprop's maps to one.)
+# Grad-CAM's |rho| stays at 0.17-0.47: the coarse map is still large where A is large (on
+# the objects), only its sign is random. That is the lenient comparison for a CAM method,
+# and Grad-CAM still falls far below guided backprop on it.
 #
 # `12_cascade.png`: the paper's Fig. 2 for one scene. Rows: the methods; columns: the image,
 # the trained model's map, then the maps with the layers re-initialised down to fc, conv4,
@@ -149,12 +132,11 @@ C.save(fig, "12_cascade.png")
 #     insertion(k) = p^c(x with only the n_k most salient pixels, b elsewhere)
 #                                 AUC high is good (the class returns fast)              (12.3)
 #
-# `metrics.deletion` and `metrics.insertion` run every perturbed input in batches and return
-# the curves (N, S + 1) and the areas (N,). The negative control is a map that knows
-# nothing: uniform noise. A test that cannot tell Grad-CAM from noise measures nothing.
-# The paper's deletion baseline is zeros (black); insertion starts from a blurred copy of the
-# image. Assignment A7 (`lessons/assignments/07_deletion.py`) asks you to write the
-# deletion curve and its area; again the lesson calls the library.
+# `metrics.deletion` and `metrics.insertion` return the curves (N, S + 1) and the areas (N,).
+# The negative control is a map that knows nothing, uniform noise: a test that cannot tell
+# Grad-CAM from noise measures nothing. The paper deletes to zeros (black) and inserts onto
+# a blurred copy of the image. Assignment A7 (`lessons/assignments/07_deletion.py`) asks you
+# to write the deletion curve and its area; again the lesson calls the library.
 
 # %%
 single = C.first(make_shapes(32, seed=12), C.pick(32, 8))
@@ -193,15 +175,13 @@ C.expect("with the black baseline the random map looks better (the text below ex
 # 0.25. Grad-CAM's order carves a solid black hole around the object; once it covers 40-60%
 # of the image that hole is itself a large dark shape, the network finds the class in it
 # again for some images, and the mean curve climbs back to 0.44. Either way the curve
-# measures how the network reacts to inputs unlike its training data, not what the map
-# says. With the blurred image as the baseline a deleted pixel takes a plausible value: the
-# random map's curve falls slowly (0.66) and Grad-CAM's fast (0.26), so the test now tells
-# the map from noise, as the check above asserts. (Rong et al.'s ROAD, `metrics.road`, is
-# built on the same worry.)
+# measures how the network reacts to inputs unlike its training data, not the map. With
+# the blurred baseline a deleted pixel takes a plausible value: the random map's area is
+# 0.66, Grad-CAM's 0.26, and the test tells the map from noise, as the check above asserts.
+# (Rong et al.'s ROAD, `metrics.road`, is built on the same worry.)
 #
-# `12_deletion_inputs.png`: one shape with 10% and 30% of its pixels deleted in Grad-CAM's
-# order (top) and in random order (bottom), with the black and the blurred baseline; each
-# title gives p^c of the true class.
+# `12_deletion_inputs.png`: one shape, 10% and 30% of its pixels deleted in Grad-CAM's order
+# (top) and at random (bottom), black and blurred baseline; each title gives p^c.
 
 # %%
 n0, P = 0, x_d.shape[2] * x_d.shape[3]
@@ -234,15 +214,14 @@ fig = plot_curves(panels, cols=3, title=f"shapes_cnn, {len(x_d)} single shapes")
 C.save(fig, "12_curves.png")
 
 # %% [markdown]
-# **What you should see.** In `12_deletion_inputs.png` (a square) Grad-CAM's first 10%
-# is a blob over the square: black, p^c 0.00; blurred, the square becomes a smudge and p^c
-# falls to 0.17. The random 10% leaves the square whole: with the blurred baseline p^c stays
-# 0.94, yet the black speckle alone sends it to 0.00. In `12_curves.png` (top) Grad-CAM's
-# red curve falls to about 0.2 within 15% of the pixels and its blue curve passes 0.9 by
-# 15%; guided backprop's red curve drops faster over the first 5% but then levels off near
-# 0.3, and its blue curve passes 0.9 already at 5%. The random map's red curve
-# falls slowly, its blue curve rises late: noise decides nothing. Bottom: the black
-# baseline's curves, Grad-CAM's rising again in the middle, the random map's flat at 0.25
+# **What you should see.** In `12_deletion_inputs.png` (a square) Grad-CAM's first 10% is
+# a blob over the square: black, p^c 0.00; blurred, a smudge, p^c 0.17. The random 10%
+# leaves the square whole: blurred, p^c stays 0.94, yet the black speckle alone sends it to
+# 0.00. In `12_curves.png` (top) Grad-CAM's red curve falls to about 0.2 within 15% of the
+# pixels and its blue curve passes 0.9 by 15%; guided backprop's red curve drops faster over
+# the first 5%, then levels off near 0.3, and its blue curve passes 0.9 already at 5%. The
+# random map's red curve falls slowly, its blue curve rises late. Bottom, the black
+# baseline: Grad-CAM's curve rises again in the middle, the random map's is flat at 0.25,
 # with a few faint lines (the crosses) at 1.
 #
 # ## 3. The Grad-CAM paper's test: correlation with occlusion
@@ -262,10 +241,8 @@ C.save(fig, "12_curves.png")
 # square on the shapes is an object of its own: the worry of section 2 again.)
 
 # %%
-occ_method = gradcam.methods()["occlusion"]
-print(occ_method.citation, dict(occ_method.options))
-# prints: Zeiler & Fergus, ECCV 2014, arXiv:1311.2901v3, Sec. 4.2, Fig. 7 (occlusion
-# sensitivity: ...) {'window': 8, 'stride': 4, 'baseline': 0.0, 'score': 'probability', ...}
+print(dict(gradcam.methods()["occlusion"].options))
+# prints: {'window': 8, 'stride': 4, 'baseline': 0.0, 'score': 'probability', 'batch_size': 32}
 n_occ = C.pick(8, 3)
 x_o, c_o = x_d[:n_occ], c_d[:n_occ]
 oc = metrics.occlusion_correlation(model, x_o, maps["Grad-CAM"][:n_occ], c_o, window=8,
@@ -279,8 +256,7 @@ by_hand = probability(x_o, c_o) - probability(hidden, c_o)
 C.check("S^c at pixel (0, 0), by hand (one forward) vs the library", float(np.abs(
     by_hand - oc.occlusion[:, 0, 0]).max()), about=1e-7, below=1e-5)
 # prints: S^c at pixel (0, 0), by hand (one forward) vs the library: 1.0e-07 (float32 round-off)
-rho = {name: metrics.spearman(m, oc.occlusion) for name, m in o_maps.items()}
-rho["Grad-CAM"] = oc.rho  # the same numbers: occlusion_correlation is spearman(map, S^c)
+rho = {name: metrics.spearman(m, oc.occlusion) for name, m in o_maps.items()}  # Grad-CAM: = oc.rho
 for name, r in rho.items():
     print(f"{name:16s} rho with occlusion {r.mean():+.2f}")
 # prints (full mode, 8 shapes):
@@ -292,18 +268,17 @@ C.expect("Grad-CAM agrees with occlusion far better than noise",
          rho["Grad-CAM"].mean() > rho["random"].mean() + 0.15)
 
 # %% [markdown]
-# The paper finds Guided Grad-CAM more faithful to occlusion than guided backprop (rank
-# correlation over PASCAL VOC 2007 images, VGG-16). Here the order is the same, +0.35
-# against +0.32, but on 8 shapes a difference of 0.03 is no verdict; the gap that matters is
-# the one to the random map. Two reasons the correlations are not higher. S^c is built of
-# 8 x 8 windows, flat over the background, where the maps still rank pixels by tiny
-# differences and rank correlation counts that disagreement in full. And where the network
-# is certain, p^c = 1.0000 with any 8 x 8 window hidden: S^c is then of order 1e-5 and its
-# ranks are round-off (the cross in the figure; `score="logit"` would avoid saturation).
+# The paper finds Guided Grad-CAM more faithful to occlusion than guided backprop. Here the
+# order is the same, +0.35 against +0.32, but on 8 shapes 0.03 is no verdict; the gap that
+# matters is the one to the random map. Why not higher: S^c, made of 8 x 8 windows, is flat
+# over the background, where the maps still rank pixels by tiny differences, and rank
+# correlation counts that in full. And where the network is so sure that no hidden window
+# moves p^c from 1.0000, S^c is of order 1e-5 and its ranks are round-off (the cross in the
+# figure; `score="logit"` would not saturate).
 #
 # `12_occlusion.png`: three shapes; the occlusion map S^c (signed: red where hiding the
 # region lowers p^c, blue where it raises it; the colour bar), Grad-CAM and guided backprop,
-# each titled with its rho.
+# each with its rho below.
 
 # %%
 rows = min(3, n_occ)
@@ -332,16 +307,14 @@ C.save(fig, "12_occlusion.png")
 #
 # Eq. (2) ends in a ReLU: L^c = ReLU(sum_k alpha_k^c A^k). The paper's reason: only the
 # features with a positive influence on the class are of interest; without it, the maps
-# "sometimes highlight more than just the desired class". Show it rather than state it. The
-# library keeps the map before the ReLU, `GradCAMResult.linear_map` (N, u, v); upsampled,
-# its positive part is Grad-CAM and its negative part the counterfactual of lesson 07. On
-# lesson 08's scenes of two objects of different classes, explaining object A:
+# "sometimes highlight more than just the desired class". Measure it. The map before the
+# ReLU is `GradCAMResult.linear_map` (N, u, v): its positive part is Grad-CAM, its negative
+# part lesson 07's counterfactual. On lesson 08's scenes, explaining object A:
 #
 #     negative share on B = m_B / (m_A + m_B),  m = mass of ReLU(-L) inside each mask     (12.5)
 #
-# and two ways to draw the map without the ReLU: |L| (the "importance" regardless of sign)
-# and min-max scaling (L - min) / (max - min), each scored with lesson 08's pointing game,
-# mass inside A and object share.
+# and two ways to draw the map without the ReLU, |L| (importance regardless of sign) and
+# min-max scaling (L - min) / (max - min), scored with lesson 08's metrics.
 
 # %%
 x_r, mA, mB = scenes.images, scenes.masks[:, 0], scenes.masks[:, 1]
@@ -409,11 +382,10 @@ for row, i in enumerate(show):
 C.save(fig, "12_relu.png")
 
 # %% [markdown]
-# **What you should see.** In all three scenes A is a circle and B a cross (to this network
-# a cross is the strongest evidence against a circle). L is deep blue on the cross and only
-# faintly red on the circle. The ReLU map is on the circle (share 1.00 in each row); |L| is
-# on the cross (share 0.04-0.08); the min-max map is a warm wash over the background with
-# the cross's centre the coldest spot (share 0.64-0.74).
+# **What you should see.** In all three scenes A is a circle and B a cross. L is deep blue
+# on the cross and barely red on the circle. The ReLU map is on the circle (share 1.00 in
+# each row); |L| is on the cross (0.04-0.08); the min-max map is a warm wash over the
+# background, the cross's centre the coldest spot (0.64-0.74).
 #
 # **Questions.**
 # 1. Guided backprop survives the randomisation of fc and conv4 with rho near +0.7. Does
