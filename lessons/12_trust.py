@@ -7,8 +7,8 @@
 # deletion and insertion curves, the Grad-CAM paper's own occlusion correlation, and Grad-CAM
 # with the ReLU of its Eq. (2) taken out, scored with lesson 08's metrics.
 #
-# Run it: `python lessons/12_trust.py` (about 30 s on 2 idle cores; `SMOKE=1` about 6 s).
-# Figures: `12_cascade.png`, `12_deletion_inputs.png`, `12_curves.png`, `12_occlusion.png`,
+# Run it: `python lessons/12_trust.py` (17 s of CPU, 35 s while other jobs ran; `SMOKE=1`
+# 8 s). Figures: `12_cascade.png`, `12_deletion_inputs.png`, `12_curves.png`, `12_occlusion.png`,
 # `12_relu.png`.
 #
 # Papers: Adebayo et al., "Sanity Checks for Saliency Maps", arXiv:1810.03292v3, Sec. 3.1 and
