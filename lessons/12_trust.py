@@ -95,12 +95,12 @@ C.expect("guided backprop survives a random classifier, Grad-CAM does not",
 # the new fc weights are as likely to favour a feature as to oppose it), and SSIM falls to
 # 0.31. Guided backprop's map keeps rho +0.77 and SSIM 0.72 with a random classifier, and
 # +0.70 with conv4 random too: it is made mostly of the image and the lower layers' ReLU
-# pattern, not of what the top layers decided. Only with conv1 random does it fall as low
-# as Grad-CAM fell at the first step. (A map that ignores the model, e.g. an edge detector,
-# would score 1 at every step; Adebayo et al. liken guided backprop's maps to one.)
-# Grad-CAM's |rho| stays at 0.17-0.47: the coarse map is still large where A is large (on
-# the objects), only its sign is random. That is the lenient comparison for a CAM method,
-# and Grad-CAM still falls far below guided backprop on it.
+# pattern, not of what the top layers decided. It loses most of its similarity only as
+# conv2 and conv1 go (SSIM 0.29, then 0.11). (A map that ignores the model, e.g. an edge
+# detector, would score 1 at every step; Adebayo et al. liken guided backprop's maps to one.)
+# Grad-CAM's |rho| stays at 0.17-0.47: its map still follows where A is large, on the
+# objects, and the random weights mostly flip signs. That is the lenient comparison for a
+# CAM method, and Grad-CAM stays well below guided backprop on it down to conv2.
 #
 # `12_cascade.png`: the paper's Fig. 2 for one scene. Rows: the methods; columns: the image,
 # the trained model's map, then the maps with the layers re-initialised down to fc, conv4,
@@ -127,7 +127,7 @@ C.save(fig, "12_cascade.png")
 # map's order, most salient first, and follow the class probability p^c (softmax); or start
 # from a canvas and insert the image's pixels in that order:
 #
-#     x_k = x where rank(pixel) >= n_k, else the baseline b;   n_k = k P / S, k = 0..S
+#     x_k = x where rank(pixel) >= n_k, else the baseline b;   n_k = floor(k P / S)
 #     deletion(k) = p^c(x_k)      AUC low is good (the class dies fast)                 (12.2)
 #     insertion(k) = p^c(x with only the n_k most salient pixels, b elsewhere)
 #                                 AUC high is good (the class returns fast)              (12.3)
