@@ -282,4 +282,5 @@ C.save(fig, "11_twins.png")
 # 3. Eigen-CAM scores lowest on class discrimination. Name a use for which a class-blind
 #    map is still useful, and a question it cannot answer.
 #
-# **Next:** lesson 13 uses Grad-CAM for what the paper calls identifying bias in a dataset.
+# **Next:** lesson 12 asks whether a map can be trusted (sanity checks, deletion and insertion,
+# occlusion); lesson 13 uses Grad-CAM for what the paper calls identifying bias in a dataset.
