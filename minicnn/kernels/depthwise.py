@@ -1,0 +1,102 @@
+"""Depthwise convolution (groups = in = out channels), tuned: channels-last, all taps in one einsum.
+
+    out[n, c, oh, ow] = b[c] + sum_{i<KH, j<KW} w[c, 0, i, j] * x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw]
+
+The general path (``kernels.conv``) runs a depthwise conv as C one-row matrix products over a
+copied im2col matrix whose rows are one output row long. Here each block of images and output
+rows is copied once into a padded channels-last (NHWC) buffer, and the windows of all taps are
+one strided view of it, (KH, KW, nb, R, OW, C), summed against the weights by one ``einsum``:
+
+    stride 1:  acc[n, r, (ow, c)] = sum_{i, j} view[i, j, n, r, (ow, c)] * wtile[i, j, (ow, c)]
+    otherwise: acc[n, r, ow, c]   = sum_{i, j} view[i, j, n, r, ow, c] * w[i, j, c]
+
+(at stride 1 a window row of pixels and channels is one contiguous run, so the weights are
+tiled along it: the inner loop is OW * C long, else C). The output is NHWC memory, returned
+as an (N, C, OH, OW) view: the layers after it (batch norm, ReLU6, the 1x1 projection's
+matrix product) read any strides, and no copy back to NCHW is made.
+
+NOTE: why: EfficientNet-Lite0's depthwise layers took about 40 % of its batched forward. Two
+NCHW rewrites were dropped before (taps on strided NCHW views, taps on flattened phase
+images): their inner loop is one image row (7-112 values). Tap-by-tap multiply-adds in NHWC
+(two passes per tap) measured 1.0-2.5x faster than the general path at batch 16; one einsum
+over all taps was 2x faster again than those (measurements: benchmarks/README.md, "Kernel
+notes"). NumPy only: on CuPy the general path (few, large kernels) runs.
+"""
+
+from __future__ import annotations
+
+from numpy.lib.stride_tricks import as_strided
+
+from ..backend import get_xp
+from .blocks import block_plan, run_blocks, scratch
+
+CHUNK = 1 << 18  # output values per block (1 MB in float32)
+MIN_CHANNELS = 8  # narrower layers keep the general path (the inner loop is OW * C long)
+
+
+def use_depthwise(x, w, stride, groups):
+    """True when ``conv2d_forward`` takes this path: a depthwise conv, C = F = groups >= 8,
+    stride 1, on NumPy.
+
+    NOTE: at stride 2 a window row is not one run (the inner loop is C long) and the einsum
+    measured 1-3x slower than the general path, so strided layers keep that.
+    """
+    return (groups == x.shape[1] == w.shape[0] >= MIN_CHANNELS and w.shape[1] == 1
+            and tuple(stride) == (1, 1) and get_xp(x).__name__ == "numpy")
+
+
+def _padded_rows(x, n0, n1, p0, p1, pads, Wp, buf):
+    """Padded rows p0:p1 of images n0:n1 in channels-last order: (nb, p1 - p0, Wp, C) in ``buf``;
+    the padding is zero."""
+    N, C, H, W = x.shape
+    t, _, l, _ = pads
+    xb = buf[:(n1 - n0) * (p1 - p0) * Wp * C].reshape(n1 - n0, p1 - p0, Wp, C)
+    a, b = max(p0, t), min(p1, t + H)  # padded rows that hold input rows
+    xb[:, :a - p0] = 0
+    xb[:, max(b, a) - p0:] = 0
+    if b > a:
+        xb[:, a - p0:b - p0, :l] = 0
+        xb[:, a - p0:b - p0, l + W:] = 0
+        xb[:, a - p0:b - p0, l:l + W] = x[n0:n1, :, a - t:b - t].transpose(0, 2, 3, 1)
+    return xb
+
+
+def conv2d_depthwise(x, w, b, stride, dilation, pads, out_hw):
+    """The depthwise conv above: x (N, C, H, W) (any strides), w (C, 1, KH, KW), b (C,) or None,
+    ``stride``/``dilation`` pairs, ``pads`` (top, bottom, left, right) from ``conv_geometry``.
+
+    Returns (N, C, OH, OW): a view of channels-last memory (strides (OH*OW*C, 1, OW*C, C)).
+    """
+    xp = get_xp(x, w)
+    N, C, H, W = x.shape
+    KH, KW = w.shape[2:]
+    (sh, sw), (dh, dw), (OH, OW) = stride, dilation, out_hw
+    Wp = W + pads[2] + pads[3]
+    dtype = xp.result_type(x, w)
+    wk = w.reshape(C, KH, KW).transpose(1, 2, 0).astype(dtype)  # (KH, KW, C)
+    if (sh, sw) == (1, 1):  # each tap's weights tiled along an output row of (ow, c)
+        wt = xp.empty((KH, KW, OW, C), dtype=dtype)
+        wt[...] = wk[:, :, None, :]
+        wk = wt.reshape(KH, KW, OW * C)
+    out = xp.empty((N, OH, OW, C), dtype=dtype)
+    size = out.itemsize
+
+    def block(n0, n1, r0, r1):
+        nb, R = n1 - n0, r1 - r0
+        p0, p1 = r0 * sh, (r1 - 1) * sh + (KH - 1) * dh + 1  # the padded rows these outputs read
+        xb = _padded_rows(x, n0, n1, p0, p1, pads, Wp, scratch(nb * (p1 - p0) * Wp * C, dtype, xp))
+        sN, sR, sW = xb.strides[:3]
+        acc = out[n0:n1, r0:r1]
+        if (sh, sw) == (1, 1):
+            view = as_strided(xb, (KH, KW, nb, R, OW * C), (dh * sR, dw * sW, sN, sR, size))
+            xp.einsum("ijnrq,ijq->nrq", view, wk, out=acc.reshape(nb, R, OW * C))
+        else:  # correct at any stride, but not chosen there (``use_depthwise``)
+            view = as_strided(xb, (KH, KW, nb, R, OW, C),
+                              (dh * sR, dw * sW, sN, sh * sR, sw * sW, size))
+            xp.einsum("ijnrwc,ijc->nrwc", view, wk, out=acc)
+
+    run_blocks(block, block_plan(N, OH, OW * C, CHUNK, xp), xp)
+    out = out.transpose(0, 3, 1, 2)
+    if b is not None:
+        out += b.reshape(1, C, 1, 1)
+    return out
