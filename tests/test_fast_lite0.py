@@ -1,12 +1,12 @@
 """The kernels that speed up EfficientNet-Lite0's batched forward agree with the reference tier
 and with plain loops.
 
-- ``kernels.depthwise.conv2d_depthwise`` (channels-last, all taps in one einsum), the path
-  ``conv2d_forward`` takes for stride-1 depthwise convs with >= 8 channels: against
+- ``kernels.depthwise.conv2d_depthwise`` (channels-last, taps by einsum per stride phase), the
+  path ``conv2d_forward`` takes for depthwise convs with >= 8 channels: against
   ``minicnn.naive.conv2d_forward`` (loops) and ``minicnn.functional.conv2d_forward`` (the
   reference tier), float32 and float64, odd sizes, padding (asymmetric, "same"), dilation,
-  bias, row blocks with halos, a channels-last input; its stride-2 branch (not chosen by the
-  dispatcher) too.
+  bias, row blocks with halos, a channels-last input, strides 1, 2 and (3, 2); its strided
+  and dilated branch (not chosen by the dispatcher) too.
 - ``kernels.elementwise.batchnorm2d_eval_`` and the fused conv -> batch norm -> ReLU(6) group
   of ``Sequential.forward(stop_at=...)``: bitwise the separate layers' values, also for the
   activations asked for with ``keep``; no fusion where an overwritten output is wanted.
@@ -20,7 +20,7 @@ import pytest
 
 from minicnn import functional, naive
 from minicnn import layers as L
-from minicnn.im2col import conv_geometry
+from minicnn.im2col import conv_geometry, pair
 from minicnn.kernels import blocks, conv, depthwise, elementwise
 from minicnn.model import Residual, Sequential
 
@@ -54,7 +54,7 @@ def _loops(x, w, b, opts):
 @pytest.mark.parametrize("case", CASES)
 def test_depthwise_path_matches_loops_and_reference(case, dtype):
     x, w, b, opts = _case(*case, dtype)
-    assert depthwise.use_depthwise(x, w, (1, 1), x.shape[1])  # the path under test is taken
+    assert depthwise.use_depthwise(x, w, (1, 1), pair(opts["dilation"]), x.shape[1])  # taken
     out = conv.conv2d_forward(x, w, b, **opts)[0]
     ref = functional.conv2d_forward(x, w, b, **opts)[0]
     want = _loops(x, w, b, opts)
@@ -84,25 +84,29 @@ def test_depthwise_row_blocks_and_channels_last_input(monkeypatch, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("k,padding", [(3, "same"), (5, 2), (3, (0, 1, 0, 1))])
-def test_depthwise_strided_branch_matches_loops(k, padding, dtype):
-    """Stride 2 is left to the general path by the dispatcher; the kernel's own strided branch
-    is still correct (called directly)."""
-    x, w, b, opts = _case(2, 8, 9, 8, k, padding, 1, True, dtype, seed=5)
-    opts["stride"] = 2
-    assert not depthwise.use_depthwise(x, w, (2, 2), 8)
-    stride, dil, pads, out_hw = conv_geometry(x, w, 2, padding, 1, 8)
-    out = depthwise.conv2d_depthwise(x, w, b, stride, dil, pads, out_hw)
+@pytest.mark.parametrize("k,padding,stride,dilation", [
+    (3, "same", 2, 1), (5, 2, 2, 1), (3, (0, 1, 0, 1), 2, 1), (4, 1, (3, 2), 1), (3, 2, 2, 2)])
+def test_depthwise_strided_matches_loops(k, padding, stride, dilation, dtype):
+    """Strided depthwise convs (the phases), and the strided-and-dilated branch the dispatcher
+    never picks (called directly), against the loops."""
+    x, w, b, opts = _case(2, 8, 9, 8, k, padding, dilation, True, dtype, seed=5)
+    opts["stride"] = stride
+    geom = conv_geometry(x, w, stride, padding, dilation, 8)
+    assert depthwise.use_depthwise(x, w, geom[0], geom[1], 8) == (dilation == 1)
+    out = depthwise.conv2d_depthwise(x, w, b, *geom)
     want = _loops(x, w, b, opts)
     tol = TWIN_TOL if dtype == np.float64 else F32_TOL * np.abs(want).max()
     np.testing.assert_allclose(out, want, rtol=0, atol=tol)
+    np.testing.assert_allclose(conv.conv2d_forward(x, w, b, **opts)[0], want, rtol=0, atol=tol)
 
 
 def test_depthwise_not_taken_for_grouped_or_narrow_convs():
     x = np.zeros((1, 8, 5, 5))
-    assert not depthwise.use_depthwise(x, np.zeros((8, 2, 3, 3)), (1, 1), 4)  # 2 per group
-    assert not depthwise.use_depthwise(x[:, :4], np.zeros((4, 1, 3, 3)), (1, 1), 4)  # narrow
-    assert not depthwise.use_depthwise(x, np.zeros((16, 1, 3, 3)), (1, 1), 8)  # multiplier 2
+    one = (1, 1)
+    assert depthwise.use_depthwise(x, np.zeros((8, 1, 3, 3)), one, one, 8)  # the control
+    assert not depthwise.use_depthwise(x, np.zeros((8, 2, 3, 3)), one, one, 4)  # 2 per group
+    assert not depthwise.use_depthwise(x[:, :4], np.zeros((4, 1, 3, 3)), one, one, 4)  # narrow
+    assert not depthwise.use_depthwise(x, np.zeros((16, 1, 3, 3)), one, one, 8)  # multiplier 2
 
 
 @pytest.mark.parametrize("upper,relu", [(None, True), (6.0, True), (None, False)])

@@ -143,7 +143,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if winograd.use_winograd(x, w, stride, dilation, groups):
         U = winograd.cached_weight_transform(w)
         out = winograd.conv3x3(x, U, pads, b)
-    elif depthwise.use_depthwise(x, w, stride, groups):
+    elif depthwise.use_depthwise(x, w, stride, dilation, groups):
         out = depthwise.conv2d_depthwise(x, w, b, stride, dilation, pads, out_hw)
     else:
         out = _conv_gemm(x, w, b, stride, dilation, pads, groups, out_hw)
