@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import io
+from . import io, kernels, tiers
 from . import layers as L
 from .backend import device_of
 from .container import Container
 from .functional import RELU_RULES
 from .im2col import pair
+from .kernels.elementwise import batchnorm2d_eval_
 from .preprocess import Preprocess
 
 
@@ -56,6 +57,43 @@ class _Record:
             self.activations[name] = out
         if name == self.stop_at:
             self.caching = True
+
+
+def _eval_tail(layers, i, prefix, rec):
+    """How many layers after ``layers[i]`` a cache-free forward runs fused with it, in place on
+    its output (``kernels.batchnorm2d_eval_``): 1 (an eval-mode BatchNorm2d after a Conv2d),
+    2 (and a ReLU/ReLU6 after that), or 0.
+
+    NOTE: only on the kernel tier, only while no cache is kept, and only where the outputs it
+    overwrites are asked for by no one (``keep``, ``stop_at``): the conv's output, and the batch
+    norm's when a ReLU follows. The values are bitwise those of the separate layers.
+    """
+    if rec.caching or tiers.active() is not kernels or i + 1 >= len(layers):
+        return 0
+    (conv_name, conv), (bn_name, bn) = layers[i], layers[i + 1]
+    if type(conv) is not L.Conv2d or type(bn) is not L.BatchNorm2d or bn.training:
+        return 0
+    asked = rec.keep | {rec.stop_at}
+    if prefix + conv_name in asked:
+        return 0
+    if prefix + bn_name in asked or i + 2 >= len(layers):
+        return 1
+    return 2 if type(layers[i + 2][1]) in (L.ReLU, L.ReLU6) else 1
+
+
+def _run_eval_tail(layers, i, tail, z, prefix, rec):
+    """Record the conv ``layers[i]``'s output z, then run its ``tail`` (``_eval_tail``) on z in
+    place, recording each layer's output as its own forward would; returns the last one."""
+    rec.add(prefix + layers[i][0], z)
+    (bn_name, bn), act = layers[i + 1], (layers[i + 2][1] if tail == 2 else None)
+    b = bn.buffers
+    batchnorm2d_eval_(
+        z, bn.params["weight"], bn.params["bias"], b["running_mean"], b["running_var"], bn.eps,
+        upper=getattr(act, "upper", None), relu=act is not None)
+    for name, layer in layers[i + 1:i + 1 + tail]:
+        layer.cache = None  # as ``infer`` leaves it
+        rec.add(prefix + name, z)
+    return z
 
 
 class Sequential(Container):
@@ -147,16 +185,24 @@ class Sequential(Container):
 
     def _forward(self, x, prefix, rec, start=0):
         """Run the layers from index ``start`` on; ``prefix`` names this container ("a.b.")."""
-        for name, layer in self.layers[start:]:
+        layers, i = self.layers[start:], 0
+        while i < len(layers):
+            name, layer = layers[i]
             full = prefix + name
             if isinstance(layer, Container):
                 x = layer._forward(x, full + ".", rec)
             else:
+                tail = _eval_tail(layers, i, prefix, rec)
                 try:
                     x = layer.forward(x) if rec.caching else layer.infer(x)
+                    if tail and x.ndim == 4 and x.dtype.kind == "f" \
+                            and x.shape[1] == layers[i + 1][1].num_features:
+                        x, i = _run_eval_tail(layers, i, tail, x, prefix, rec), i + tail + 1
+                        continue
                 except ValueError as e:
                     raise ValueError(f"layer {full!r}: {e}") from None
             rec.add(full, x)
+            i += 1
         return x
 
     def __call__(self, x, keep=(), stop_at=None):

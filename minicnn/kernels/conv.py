@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..backend import get_xp
 from ..functional import Conv2dCache
 from ..im2col import col2im, conv_geometry, pad, unpad, windows
-from . import winograd
+from . import depthwise, winograd
 from .blocks import block_plan, run_blocks, scratch
 
 CHUNK = 1 << 20  # floats per block of the im2col matrix (4 MB in float32): see ``blocks.chunks``
@@ -143,6 +143,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if winograd.use_winograd(x, w, stride, dilation, groups):
         U = winograd.cached_weight_transform(w)
         out = winograd.conv3x3(x, U, pads, b)
+    elif depthwise.use_depthwise(x, w, stride, dilation, groups):
+        out = depthwise.conv2d_depthwise(x, w, b, stride, dilation, pads, out_hw)
     else:
         out = _conv_gemm(x, w, b, stride, dilation, pads, groups, out_hw)
     return out, Conv2dCache(x, w, b is not None, stride, dilation, pads, groups, out_hw, U)

