@@ -135,3 +135,28 @@ def evaluate_photos(model, paths, methods=None, options=None, road=False,
              f"{occlusion['stride']}; {seconds:.1f} s")
     return {"model": name, "title": title, "n_photos": len(paths), "seconds": seconds,
             "target": to_numpy(target), "methods": rows, "notes": failed}
+
+
+def curves_figure(model, path, n=8, seed=4000, methods=None, options=None, name="model"):
+    """Deletion and insertion curves of every method (one panel each, ``gradcam.curves``) on
+    ``n`` single shapes (``make_shapes(n, seed)``, the true class explained), with the
+    evaluation's canvas (the blurred image) and steps; writes the PNG to ``path``.
+
+    Returns
+    -------
+    {title: [deletion, insertion]} ``FaithfulnessCurve``s, NumPy
+    """
+    from minicnn.data import make_shapes
+
+    from .curves import plot_curves
+    from .evaluate_faithfulness import DELETION_BASELINE
+    from .metrics import deletion, insertion
+
+    d = make_shapes(n, seed=seed)
+    maps, _ = explain_maps(model, d.images, d.labels, methods=methods, options=options,
+                           errors={})
+    curves = {t: [deletion(model, d.images, m, d.labels, baseline=DELETION_BASELINE),
+                  insertion(model, d.images, m, d.labels)] for t, m in maps.items()}
+    plot_curves(curves, path, title=f"{name}: deletion and insertion (canvas: blurred image), "
+                f"{n} shapes, seed {seed}", cols=6)
+    return curves

@@ -116,11 +116,12 @@ def test_photos_table_on_a_folder(tmp_path, shapes_cnn, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--road"], "gradcam: error: --road needs --faithfulness or --photos\n"),
+    (["--models"], "gradcam: error: nothing to evaluate: give --models or --photos\n"),
     (["--photos", "/nonexistent/folder"], "gradcam: error: --photos: not a folder: "
      "/nonexistent/folder\n"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
-    assert cli.main(["evaluate", "--models", "shapes_gap", "--n", "2"] + argv) == 1
+    assert cli.main(["evaluate", "--n", "2", "--models", "shapes_gap"] + argv) == 1
     assert capsys.readouterr().err == message
 
 
@@ -131,3 +132,12 @@ def test_bad_protocol_and_empty_photo_folder(tmp_path, capsys):
     assert cli.main(["evaluate", "--n", "2", "--photos", str(tmp_path)]) == 1
     assert capsys.readouterr().err == f"gradcam: error: --photos: no photos (.jpg, .jpeg, .png) " \
                                       f"in {tmp_path}\n"
+
+
+def test_cli_curves_figure(tmp_path, capsys):
+    out = tmp_path / "curves.png"
+    assert cli.main(["evaluate", "--models", "shapes_cnn", "--n", "1", "--methods", "gradcam",
+                     "saliency", "--curves", str(out)]) == 0
+    assert capsys.readouterr().out.endswith(f"wrote:\n  {out}\n")
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] > im.size[1]  # two panels side by side

@@ -3,7 +3,7 @@ one table per model, a row per registered method (the library: ``gradcam.evaluat
 
     gradcam evaluate [--models NAME_OR_PATH ...] [--methods NAME ...] [--option KEY=VALUE ...]
                      [--n 200] [--seed 4000] [--protocol fast|full] [--faithfulness] [--road]
-                     [--photos [FOLDER]] [--markdown]
+                     [--photos [FOLDER]] [--curves PNG] [--markdown]
 
 The methods that run one forward per channel (Score-CAM and its kin), the sampling methods and
 Occlusion take most of the time: the "fast" protocol (the default) scores them on fewer images
@@ -26,8 +26,9 @@ def add_parser(subparsers):
         "evaluate", help="evaluation metrics (gradcam.evaluate)",
         description="Evaluate explanation maps where the truth is known: generated shapes with "
         "masks and boxes.")
-    p.add_argument("--models", nargs="+", default=list(SHIPPED), metavar="MODEL",
-                   help=f"zoo names or model files (default: {' '.join(SHIPPED)})")
+    p.add_argument("--models", nargs="*", default=list(SHIPPED), metavar="MODEL",
+                   help=f"zoo names or model files (default: {' '.join(SHIPPED)}; none: only "
+                   "--photos)")
     p.add_argument("--n", type=int, default=200,
                    help="single-object images, and scenes (default 200 each)")
     p.add_argument("--seed", type=common.seed_int, default=4000,
@@ -45,6 +46,9 @@ def add_parser(subparsers):
     p.add_argument("--photos", nargs="?", const="", default=None, metavar="FOLDER",
                    help="also the faithfulness metrics on a folder of photos with "
                    "efficientnet_lite0 (default folder: matplotlib's sample data)")
+    p.add_argument("--curves", metavar="PNG",
+                   help="also draw the deletion/insertion curves of the first model's methods "
+                   "on 8 single shapes (one panel per method) to this PNG")
     common.add_options(p)
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
     p.set_defaults(func=run)
@@ -59,6 +63,8 @@ def run(args):
 
     if args.n < 1:
         raise common.CLIError(f"--n must be >= 1, got {args.n}")
+    if not args.models and args.photos is None:
+        raise common.CLIError("nothing to evaluate: give --models or --photos")
     if args.road and not (args.faithfulness or args.photos is not None):
         raise common.CLIError("--road needs --faithfulness or --photos")
     chosen = common.chosen(args.methods or "all")
@@ -79,4 +85,8 @@ def run(args):
         results.append(F.evaluate_photos(net, photos, methods=rows, options=options,
                                          road=args.road))
     print(E.format_table(results, markdown=args.markdown))
+    if args.curves and models:
+        F.curves_figure(models[0], args.curves, seed=args.seed, methods=rows, options=options,
+                        name=args.models[0])
+        common.print_written([args.curves])
     return 0
