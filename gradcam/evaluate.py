@@ -4,8 +4,17 @@ Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient
 Localization", arXiv:1610.02391v4: Sec. 4.1 "Weakly-supervised Localization", the sections
 "Evaluating Class Discrimination" (and Fig. 1) and "Counterfactual Explanations". Pointing
 game: Zhang et al., "Top-down Neural Attention by Excitation Backprop", arXiv:1608.00507.
-Run: ``gradcam evaluate [--models NAME ...] [--n 200] [--seed 4000] [--markdown]``
-(``gradcam/cli/evaluate.py``), or ``print(format_table(evaluate(model)))``.
+Run: ``gradcam evaluate [--models NAME ...] [--n 200] [--seed 4000] [--faithfulness]
+[--protocol fast|full] [--photos [FOLDER]] [--markdown]`` (``gradcam/cli/evaluate.py``), or
+``print(format_table(evaluate(model)))``.
+
+Cost and protocol: a whole-family run at n = 200 for every method does not finish in 26 min on
+2 cores (SS-CAM and IS-CAM take 1.5-2 s per image on shapes_cnn, one forward per channel and
+noisy copy; Occlusion 0.7 s; SmoothGrad and Integrated Gradients 0.3-0.4 s; the others 3-130
+ms). The command line's default protocol, "fast" (``gradcam.evaluate_family``), scores those
+methods on fewer images (``FAST``: 4-25, the table's "n" column) and the rest on --n;
+``--protocol full`` scores every method on --n. The faithfulness columns
+(``gradcam.evaluate_faithfulness``) use the first ``FAITH_N`` = 50 single shapes of a row.
 
 Metrics are pure, vectorised functions of (N, H, W) maps and ``minicnn.data``'s ground truth,
 invariant to a positive per-image scale (the heatmap's max-normalisation changes nothing). NOTE:
