@@ -29,6 +29,7 @@ from minicnn.backend import to_numpy
 
 from .core import explain
 from .metrics import average_drop, deletion, increase_in_confidence, insertion, road, spearman
+from .progress import progress
 
 FAITHFULNESS = {  # key -> column title; means over the images a method was scored on
     "deletion": "deletion AUC", "insertion": "insertion AUC", "avg_drop": "avg. drop %",
@@ -64,7 +65,7 @@ def faithfulness_scores(model, x, maps, target, occlusion, with_road=False, seed
     """
     target = np.asarray(target)
     out = {}
-    for title, m in maps.items():
+    for title, m in progress(maps.items(), total=len(maps), desc="faithfulness"):
         m = np.asarray(m)
         row = {"deletion": deletion(model, x, m, target, baseline=DELETION_BASELINE).auc,
                "insertion": insertion(model, x, m, target).auc,

@@ -31,6 +31,7 @@ from minicnn.backend import to_numpy
 
 from .evaluate import evaluate, explain_maps, scored
 from .evaluate_faithfulness import faithfulness_scores, occlusion_reference
+from .progress import progress
 
 PROTOCOLS = ("fast", "full")
 FAST = {  # method -> largest n in the fast protocol (about 10 s of localisation per row or less)
@@ -71,7 +72,7 @@ def evaluate_protocol(model, n=200, seed=4000, methods=None, protocol="fast", na
     for m, k in ns.items():
         groups.setdefault(k, []).append(m)
     start, rows, notes, res = time.perf_counter(), {}, {}, None
-    for k in sorted(groups, reverse=True):
+    for k in progress(sorted(groups, reverse=True), desc=f"evaluate {name or ''} by n"):
         part = evaluate(model, k, k, seed, methods=groups[k], name=name, options=options,
                         faithfulness=faithfulness, road=road, occlusion=occlusion)
         res = res or part
