@@ -51,7 +51,8 @@ def occlusion_reference(model, x, target, options=None):
 def faithfulness_scores(model, x, maps, target, occlusion, with_road=False, seed=0):
     """{title: {key: (N,) NumPy}} of the ``FAITHFULNESS`` metrics for each method's maps.
 
-    deletion/insertion = RISE AUC (canvas: the blurred image); avg_drop = 100 max(0, Y - O) / Y; increase = [O > Y];
+    deletion/insertion = RISE AUC (canvas: the blurred image);
+    avg_drop = 100 max(0, Y - O) / Y; increase = [O > Y];
     occlusion_rho = spearman(map, S^c); road_* = mean_p f^c(ROAD(x, map, p)), p = 10 ... 90
 
     Parameters
