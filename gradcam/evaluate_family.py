@@ -14,7 +14,8 @@ options, on n = min(--n, ``FAST[method]``) images (the table's "n" column); the 
 min(n, ``FAITH_N``) single shapes of a row. Rows with the same n share their images.
 
 Photos (``evaluate_photos``): no ground truth, so faithfulness only; each photo's top-1 class
-is explained; every method runs on every photo; the occlusion reference (and the Occlusion row)
+is explained; every method but ``PHOTO_SLOW`` (Score-CAM, SS-CAM, IS-CAM: n/a in the fast
+protocol) runs on every photo; the occlusion reference (and the Occlusion row)
 use a 32 px window at stride 16 (``PHOTO_OCCLUSION``: 169 windows at 224, not 3025). The
 ImageNet validation set is not available offline: the default folder is matplotlib's sample
 data (``photo_folder``).
@@ -40,6 +41,9 @@ FAST = {  # method -> largest n in the fast protocol (about 10 s of localisation
 }
 PHOTO_OCCLUSION = {"window": 32, "stride": 16}
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+# whole-network forwards per channel of EfficientNet-Lite0's 1280-channel head: about a minute
+# per photo for Score-CAM on 2 cores, ten times that for SS-CAM and IS-CAM (10 noisy copies)
+PHOTO_SLOW = ("scorecam", "sscam", "iscam")
 
 
 def protocol_n(names, n, protocol="fast"):
@@ -103,7 +107,8 @@ def photo_paths(folder):
 
 
 def evaluate_photos(model, paths, methods=None, options=None, road=False,
-                    occlusion=PHOTO_OCCLUSION, name="efficientnet_lite0", seed=0):
+                    occlusion=PHOTO_OCCLUSION, name="efficientnet_lite0", seed=0,
+                    protocol="fast"):
     """The faithfulness columns of every method on photos, each photo's top-1 class explained.
 
     Parameters
@@ -112,6 +117,7 @@ def evaluate_photos(model, paths, methods=None, options=None, road=False,
     paths : image files; methods : registered names (None: all)
     options : {method: {option: value}}; the Occlusion row gets ``occlusion`` unless given here
     road : add ROAD's columns; occlusion : the occlusion reference's window and stride
+    protocol : "fast" leaves out ``PHOTO_SLOW`` (n/a, with a note); "full" runs every method
     Returns
     -------
     dict: model, title, n (photos), seconds, methods {title: {key: mean} or None}, notes
@@ -122,8 +128,13 @@ def evaluate_photos(model, paths, methods=None, options=None, road=False,
     x = np.concatenate([model_input(model, p)[0] for p in paths])
     options = {"occlusion": dict(occlusion), **(options or {})}
     failed, titles = {}, scored(methods)
-    maps, logits = explain_maps(model, x, None, methods=list(titles), options=options,
-                                errors=failed)
+    protocol_n(list(titles), 1, protocol)  # checks the protocol's name
+    skip = [m for m in titles if protocol == "fast" and m in PHOTO_SLOW]
+    for m in skip:
+        failed[titles[m]] = ("left out by the fast protocol: one forward of the whole network "
+                             "per channel (1280) and noisy copy; --protocol full runs it")
+    maps, logits = explain_maps(model, x, None, methods=[m for m in titles if m not in skip],
+                                options=options, errors=failed)
     target = logits.argmax(axis=1)
     occ = occlusion_reference(model, x, target, occlusion)
     scores = faithfulness_scores(model, x, maps, target, occ, with_road=road, seed=seed)

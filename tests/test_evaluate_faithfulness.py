@@ -105,11 +105,14 @@ def test_photos_table_on_a_folder(tmp_path, shapes_cnn, capsys):
     (tmp_path / "notes.txt").write_text("not a photo")
     paths = F.photo_paths(str(tmp_path))
     assert [p.rsplit("/", 1)[1] for p in paths] == ["0.png", "1.png"]
-    res = F.evaluate_photos(shapes_cnn, paths, methods=["gradcam", "saliency"], name="net",
-                            occlusion={"window": 16, "stride": 16})
+    res = F.evaluate_photos(shapes_cnn, paths, methods=["gradcam", "saliency", "scorecam"],
+                            name="net", occlusion={"window": 16, "stride": 16})
     assert res["title"].startswith("net on 2 photos (0.png, 1.png)")
-    assert list(res["methods"]) == [gradcam.methods()[m].title for m in ("gradcam", "saliency")]
-    assert all(0 <= r["deletion"] <= 1 for r in res["methods"].values())
+    titles = [gradcam.methods()[m].title for m in ("gradcam", "saliency", "scorecam")]
+    assert list(res["methods"]) == titles
+    assert res["methods"]["Score-CAM"] is None  # the fast protocol leaves it out, with a note
+    assert "left out by the fast protocol" in res["notes"]["Score-CAM"]
+    assert all(0 <= res["methods"][t]["deletion"] <= 1 for t in titles[:2])
     assert "| Grad-CAM | " in E.format_table(res)
     assert F.photo_paths(F.photo_folder())[0].endswith("Minduka_Present_Blue_Pack.png")
 

@@ -83,7 +83,7 @@ def run(args):
     if photos:
         net = common.resolve_model("efficientnet_lite0")
         results.append(F.evaluate_photos(net, photos, methods=rows, options=options,
-                                         road=args.road))
+                                         road=args.road, protocol=args.protocol))
     print(E.format_table(results, markdown=args.markdown))
     if args.curves and models:
         F.curves_figure(models[0], args.curves, seed=args.seed, methods=rows, options=options,
