@@ -126,7 +126,10 @@ def evaluate_photos(model, paths, methods=None, options=None, road=False,
 
     start = time.perf_counter()
     x = np.concatenate([model_input(model, p)[0] for p in paths])
-    options = {"occlusion": dict(occlusion), **(options or {})}
+    # NOTE: the command line passes {} for every chosen method: merge, so the Occlusion row
+    # keeps the photo window unless the caller's options say otherwise
+    options = dict(options or {})
+    options["occlusion"] = {**occlusion, **options.get("occlusion", {})}
     failed, titles = {}, scored(methods)
     protocol_n(list(titles), 1, protocol)  # checks the protocol's name
     skip = [m for m in titles if protocol == "fast" and m in PHOTO_SLOW]
