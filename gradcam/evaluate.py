@@ -4,8 +4,17 @@ Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient
 Localization", arXiv:1610.02391v4: Sec. 4.1 "Weakly-supervised Localization", the sections
 "Evaluating Class Discrimination" (and Fig. 1) and "Counterfactual Explanations". Pointing
 game: Zhang et al., "Top-down Neural Attention by Excitation Backprop", arXiv:1608.00507.
-Run: ``gradcam evaluate [--models NAME ...] [--n 200] [--seed 4000] [--markdown]``
-(``gradcam/cli/evaluate.py``), or ``print(format_table(evaluate(model)))``.
+Run: ``gradcam evaluate [--models NAME ...] [--n 200] [--seed 4000] [--faithfulness]
+[--protocol fast|full] [--photos [FOLDER]] [--markdown]`` (``gradcam/cli/evaluate.py``), or
+``print(format_table(evaluate(model)))``.
+
+Cost and protocol: a whole-family run at n = 200 for every method does not finish in 26 min on
+2 cores (SS-CAM and IS-CAM take 1.5-2 s per image on shapes_cnn, one forward per channel and
+noisy copy; Occlusion 0.7 s; SmoothGrad and Integrated Gradients 0.3-0.4 s; the others 3-130
+ms). The command line's default protocol, "fast" (``gradcam.evaluate_family``), scores those
+methods on fewer images (``FAST``: 4-25, the table's "n" column) and the rest on --n;
+``--protocol full`` scores every method on --n. The faithfulness columns
+(``gradcam.evaluate_faithfulness``) use the first ``FAITH_N`` = 50 single shapes of a row.
 
 Metrics are pure, vectorised functions of (N, H, W) maps and ``minicnn.data``'s ground truth,
 invariant to a positive per-image scale (the heatmap's max-normalisation changes nothing). NOTE:
@@ -48,6 +57,9 @@ from minicnn.data import make_scenes, make_shapes
 
 from .catalog import layer_for
 from .core import cam_head, eval_mode, explain, grad_cam
+from .evaluate_faithfulness import (FAITH_N, FAITHFULNESS, ROAD_KEYS, faithfulness_scores,
+                                    occlusion_reference)
+from .evaluate_faithfulness import cell as faith_cell
 from .metrics import (area_share, box_iou, connected_components, localisation,  # noqa: F401
                       map_correlation, mass_ceiling, mass_inside, object_share, pixel_saliency,
                       pointing_game, weaker_instance, weaker_share)
@@ -119,7 +131,8 @@ def _accumulate(acc, maps, metrics):
 
 
 def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BATCH,
-             methods=None, name=None, options=None):
+             methods=None, name=None, options=None, faithfulness=False, road=False,
+             occlusion=None):
     """Every metric (``METRICS``) for every method, on fresh single shapes and scenes.
 
     Single images (``make_shapes(n_single, seed)``, target = true label): pointing game and
@@ -130,6 +143,8 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
     n/a, its message in ``notes``. Scenes of
     two instances of one class (``make_scenes(n_scenes, seed, same_class=True)``, their class
     explained): the weaker instance's share (``weaker_share``). CAM needs a GAP head.
+    ``faithfulness``: also the ``FAITHFULNESS`` columns (``gradcam.evaluate_faithfulness``) on
+    the first ``min(FAITH_N, batch, n_single)`` single shapes, their true class explained.
 
     Parameters
     ----------
@@ -137,6 +152,8 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
     methods : registered names to score (None: every registered method)
     name : the model's name in the report (None: its class name)
     options : {method name: {option: value}} passed to ``explain`` (e.g. a batch size)
+    faithfulness : add the faithfulness columns; road : with ROAD's two (costly) columns
+    occlusion : the occlusion reference's options (window, stride, ...; None: its defaults)
     Returns
     -------
     dict: model (``name``), layer, map_size (u, v), tolerance (px), n_single, n_scenes, seed,
@@ -156,7 +173,9 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
             except ValueError as e:
                 notes[title] = str(e)
     run = [n for n, t in rows.items() if t not in notes]
-    acc = {rows[n]: {k: [] for k in METRICS} for n in run}
+    keys = list(METRICS) + ([k for k in FAITHFULNESS if road or k not in ROAD_KEYS]
+                            if faithfulness else [])
+    acc = {rows[n]: {k: [] for k in keys} for n in run}
 
     failed = {}  # title -> the ValueError a method raised on this model (n/a, with the note)
 
@@ -174,6 +193,15 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
                                 "pointing_tol": lambda s: pointing_game(s, masks, tol),
                                 "loc_iou": lambda s: localisation(s, boxes)[0],
                                 "loc_acc": lambda s: localisation(s, boxes)[1]})
+        if faithfulness and i == 0:  # the first batch: FAITH_N images at most
+            nf = min(FAITH_N, len(masks))
+            xf, tf = single.images[:nf], single.labels[:nf]
+            occ = occlusion_reference(model, xf, tf, occlusion)
+            scores = faithfulness_scores(model, xf, {t: m[:nf] for t, m in maps.items()}, tf,
+                                         occ, with_road=road, seed=seed)
+            for title, row in scores.items():
+                for k, v in row.items():
+                    acc[title][k].append(v)
     scenes = make_scenes(n_scenes, seed=seed)
     twins = make_scenes(n_scenes, seed=seed, same_class=True)
     for i in range(0, n_scenes, batch):
@@ -191,7 +219,9 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
         _accumulate(acc, maps_for(twins.images[sl], twins.labels[sl, 0])[0],
                     {"weak_share": lambda s: weaker_share(s, pair)})
     notes.update(failed)
-    res = {m: {k: float(np.concatenate(v).mean()) for k, v in acc[m].items()} for m in acc
+    # NOTE: nanmean: Spearman's rho is NaN for a constant map (no ranking to correlate)
+    mean = {k: np.nanmean if k == "occlusion_rho" else np.mean for k in keys}
+    res = {m: {k: float(mean[k](np.concatenate(v))) for k, v in acc[m].items()} for m in acc
            if m not in failed}
     r = grad_cam(model, asarray(scenes.images[:1], model.device), int(scenes.labels[0, 0]),
                  layer)  # its layer and (u, v)
@@ -210,30 +240,45 @@ def _cell(row, k):
     """One table cell: the correlation signed, shares in percent, "-" for a missing metric."""
     if k not in row:
         return "-"
+    if k in FAITHFULNESS:
+        return faith_cell(k, row[k])
     return f"{row[k]:+.2f}" if k == "similarity" else f"{100 * row[k]:.1f}%"
 
 
+def _title(res):
+    """The line above a shapes table: the setup (a result's own ``title`` wins)."""
+    if "title" in res:
+        return res["title"]
+    u, v = res["map_size"]
+    ceil = "n/a" if res["ceiling"] is None else f"{100 * res['ceiling']:.1f}%"
+    twin = ("" if res.get("twin_area") is None else
+            f"weaker twin's share of the twins' area: {100 * res['twin_area']:.1f}%; ")
+    n = "" if "n" not in res else "rows' n below; "
+    return (f"{res['model']}: Grad-CAM at {res['layer']} ({u}x{v}); top-1 accuracy "
+            f"{100 * res['accuracy']:.1f}% on {res['n_single']} single shapes; "
+            f"{res['n_scenes']} scenes; {n}seed {res['seed']}; pointing tolerance "
+            f"{res['tolerance']:.1f} px; best possible mass in target at {u}x{v}: "
+            f"{ceil}; {twin}{res['seconds']:.1f} s")
+
+
 def format_table(results, markdown=True):
-    """One table per model (methods as rows, ``METRICS`` as columns, "n/a" where a method does
-    not apply), under a line giving the setup. ``results``: one ``evaluate`` dict or a list."""
+    """One table per model (methods as rows, the metrics any row has as columns, ``METRICS``
+    then ``FAITHFULNESS``; "n/a" where a method does not apply; an "n" column when the result
+    gives each row's image count, ``res["n"]``), under a line giving the setup. ``results``: one
+    ``evaluate`` dict or a list."""
     out = []
     for res in [results] if isinstance(results, dict) else results:
-        head = ["method"] + list(METRICS.values())
-        rows = [[m] + (["n/a"] * len(METRICS) if res["methods"][m] is None else
-                       [_cell(res["methods"][m], k) for k in METRICS])
-                for m in res["methods"]]
-        u, v = res["map_size"]
-        ceil = "n/a" if res["ceiling"] is None else f"{100 * res['ceiling']:.1f}%"
-        twin = ("" if res.get("twin_area") is None else
-                f"weaker twin's share of the twins' area: {100 * res['twin_area']:.1f}%; ")
-        title = (f"{res['model']}: Grad-CAM at {res['layer']} ({u}x{v}); top-1 accuracy "
-                 f"{100 * res['accuracy']:.1f}% on {res['n_single']} single shapes; "
-                 f"{res['n_scenes']} scenes; seed {res['seed']}; pointing tolerance "
-                 f"{res['tolerance']:.1f} px; best possible mass in target at {u}x{v}: "
-                 f"{ceil}; {twin}{res['seconds']:.1f} s")
+        present = {k for row in res["methods"].values() if row for k in row}
+        cols = [k for k in list(METRICS) + list(FAITHFULNESS) if k in present] or list(METRICS)
+        ns = res.get("n")
+        head = ["method"] + (["n"] if ns else []) + [{**METRICS, **FAITHFULNESS}[k] for k in cols]
+        rows = [[m] + ([str(ns[m])] if ns else []) +
+                (["n/a"] * len(cols) if res["methods"][m] is None else
+                 [_cell(res["methods"][m], k) for k in cols]) for m in res["methods"]]
+        title = _title(res)
         if markdown:
             lines = [f"**{title}**", "", "| " + " | ".join(head) + " |",
-                     "|" + "|".join(["---"] + ["---:"] * len(METRICS)) + "|"]
+                     "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
             lines += ["| " + " | ".join(r) + " |" for r in rows]
         else:
             width = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]

@@ -333,14 +333,17 @@ def test_every_subcommand_is_registered_the_same_way(capsys):
 
 def test_evaluate_subcommand_runs_the_library(monkeypatch, capsys):
     from gradcam import evaluate as E
+    from gradcam import evaluate_family as F
 
     seen = {}
 
-    def fake(model, n_single, n_scenes, seed, methods=None, name=None, options=None):
-        seen.update(n=n_single, methods=methods, name=name, model=type(model).__name__)
+    def fake(model, n, seed, methods=None, protocol="fast", name=None, options=None,
+             faithfulness=False, road=False):
+        seen.update(n=n, methods=methods, name=name, model=type(model).__name__)
+        assert (protocol, faithfulness, road) == ("fast", False, False)
         return {"model": name}
 
-    monkeypatch.setattr(E, "evaluate", fake)
+    monkeypatch.setattr(F, "evaluate_protocol", fake)
     monkeypatch.setattr(E, "format_table", lambda res, markdown: f"table of {res[0]['model']}")
     assert cli.main(["evaluate", "--models", "shapes_gap", "--n", "3"]) == 0
     assert capsys.readouterr().out == "table of shapes_gap\n"
