@@ -23,23 +23,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import sys
-
-
-def _threads_from_argv(argv):
-    for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return "2"
 
 
 # NOTE: thread counts must be set before NumPy's BLAS (and torch) load to take effect
-_THREADS = _threads_from_argv(sys.argv[1:])
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, _THREADS)
+import threads  # noqa: E402,F401  (sets them from --threads)
 
 import numpy as np  # noqa: E402
 

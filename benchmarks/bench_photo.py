@@ -25,19 +25,8 @@ import sys
 import time
 
 
-def _threads_from_argv(argv):
-    for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return "2"
-
-
 # NOTE: thread counts must be set before NumPy's BLAS (and torch) load to take effect
-_THREADS = _threads_from_argv(sys.argv[1:])
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, _THREADS)
+import threads  # noqa: E402,F401  (sets them from --threads)
 
 import numpy as np  # noqa: E402
 
@@ -148,7 +137,7 @@ def torch_guided(torch, twin, xt, c=UNIFORM):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=int(_THREADS),
+    parser.add_argument("--threads", type=int, default=int(threads.THREADS),
                         help="BLAS / torch threads (default 2)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--photo", default=None, help="image file (default: grace_hopper.jpg)")

@@ -4,6 +4,8 @@ A bad input gives exactly one ``gradcam: error: ...`` line on stderr, the docume
 no traceback, and leaves no file behind in the output folder.
 """
 
+import struct
+import zlib
 from pathlib import Path
 
 
@@ -24,3 +26,15 @@ def assert_clean_error(rc, err, status, text, out=None):
     assert "Traceback" not in err
     if out is not None:
         assert files(out) == [], files(out)
+
+
+def png_header(path, w, h):
+    """A tiny PNG whose IHDR claims w x h pixels (a decompression-bomb header); returns its path."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    return path

@@ -2,10 +2,8 @@
 (one line on stderr, non-zero exit, no traceback, no output files)."""
 
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,8 @@ from gradcam.core import last_spatial_layer
 from gradcam.images import ImageError, load_image, read_rgb
 from minicnn import zoo
 from minicnn.data import make_scenes
+
+from badinput import png_header
 
 REAL_RESOLVE_MODEL = common.resolve_model
 
@@ -62,16 +62,6 @@ def _write(path, mode):
     return path
 
 
-def _png_header(path, w, h):
-    """A tiny PNG whose IHDR claims w x h pixels (a decompression-bomb header)."""
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
-    return path
 
 
 def _exif_rotated_jpeg(path):
@@ -119,7 +109,7 @@ def test_load_image_honours_exif_rotation(tmp_path):
 
 def test_load_image_errors_name_the_file(tmp_path):
     (tmp_path / "t.png").write_text("not an image")
-    _png_header(tmp_path / "big.png", 300, 300)
+    png_header(tmp_path / "big.png", 300, 300)
     cases = [(tmp_path / "missing.png", "no such file"), (tmp_path, "directory"),
              (tmp_path / "t.png", "not an image")]
     for path, what in cases:
