@@ -22,7 +22,6 @@ read, with its range.
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 
 # NOTE: thread counts must be set before NumPy's BLAS (and torch) load to take effect
@@ -34,28 +33,11 @@ from common import fmt_ratio, ms, race, table, torch_twin  # noqa: E402
 
 import gradcam  # noqa: E402
 from gradcam import metrics  # noqa: E402
+from gradcam.peers.torchcam import MapsExtractor  # noqa: E402
 from gradcam.images import model_input  # noqa: E402
 from minicnn import zoo  # noqa: E402
 
 PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
-
-
-class MapsExtractor:
-    """torchcam's CAM-extractor protocol (model, __call__, fuse_cams, _hooks_off), given maps."""
-
-    def __init__(self, model, maps):
-        import torch
-
-        self.model, self.maps = model, torch.from_numpy(np.ascontiguousarray(maps))
-
-    def __call__(self, class_idx=None, scores=None, normalized=True, **kwargs):
-        return [self.maps]
-
-    def fuse_cams(self, cams):
-        return cams[0]
-
-    def _hooks_off(self):
-        return contextlib.nullcontext()
 
 
 def inputs():

@@ -14,7 +14,6 @@ Convention differences, each reproduced by the variant and named where it is tes
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 
@@ -25,6 +24,7 @@ torch = pytest.importorskip("torch", reason="torch not installed: the peers need
 
 import gradcam  # noqa: E402
 from gradcam import metrics  # noqa: E402
+from gradcam.peers.torchcam import MapsExtractor  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -47,22 +47,6 @@ def case32(case):
     model, twin, x, target, maps = case
     return (copy.deepcopy(model).astype("float32"), copy.deepcopy(twin).float(),
             x.astype(np.float32), target, maps.astype(np.float32))
-
-
-class MapsExtractor:
-    """torchcam's CAM-extractor protocol, answering with given maps (the same as ours)."""
-
-    def __init__(self, model, maps):
-        self.model, self.maps = model, torch.from_numpy(np.ascontiguousarray(maps))
-
-    def __call__(self, class_idx=None, scores=None, normalized=True, **kwargs):
-        return [self.maps]
-
-    def fuse_cams(self, cams):
-        return cams[0]
-
-    def _hooks_off(self):
-        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- torchcam

@@ -173,3 +173,31 @@ VARIANTS = (
      "(activation.py:362-387)"),
     ("iscam", NAME, is_cam, "cumulative coefficients sum_{j<=i} j/N (activation.py:468-478)"),
 )
+
+
+class MapsExtractor:
+    """torchcam's CAM-extractor protocol answering with maps you already have, so that
+    torchcam's metrics (``torchcam.metrics.DeletionInsertionMetric``, ``ClassificationMetric``)
+    score exactly those maps: ``Metric(MapsExtractor(twin, maps), ...)``.
+
+    The protocol (torchcam 0.5.0, ``metrics.py``): ``model``, ``__call__(class_idx, scores)`` ->
+    a list of (N, h, w) maps, ``fuse_cams``, ``_hooks_off()``. ``maps``: (N, h, w) NumPy.
+    Needs torch (imported here, not at module import).
+    """
+
+    def __init__(self, model, maps):
+        import numpy as np
+        import torch
+
+        self.model, self.maps = model, torch.from_numpy(np.ascontiguousarray(maps))
+
+    def __call__(self, class_idx=None, scores=None, normalized=True, **kwargs):
+        return [self.maps]
+
+    def fuse_cams(self, cams):
+        return cams[0]
+
+    def _hooks_off(self):
+        import contextlib
+
+        return contextlib.nullcontext()
