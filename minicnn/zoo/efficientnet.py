@@ -36,8 +36,9 @@ Choices, and why:
   were trained; PyTorch's default 1e-5 moves grace_hopper.jpg's logits by up to 1.6, a fifth
   of the largest), rather than folded into the convs: learners see the architecture as
   published, every layer has the PyTorch model's name (so Grad-CAM at ``_blocks.10`` here is
-  Grad-CAM at ``_blocks.10`` there), and the file's numbers are used unchanged. Folding
-  would save little: BatchNorm is about 3 % of the forward time (the convs are 95 %).
+  Grad-CAM at ``_blocks.10`` there), and the file's numbers are used unchanged. In a
+  cache-free eval forward the kernel tier runs each BatchNorm (and the ReLU6 after it) in place
+  on its conv's output instead, which gives the same values bit for bit.
 - Padding is TensorFlow's "same" (the weights come from TF): for a stride-2 conv on an even
   input the one extra pixel goes to the bottom/right, e.g. (0, 1, 0, 1) for the stem.
 - Preprocessing. Values: x = (rgb - 127) / 128, what the TF Lite models were trained with
