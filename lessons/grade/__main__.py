@@ -10,4 +10,10 @@ if not __package__:  # run as a folder: put the checkout on the path, then impor
 else:
     from . import main
 
-sys.exit(main())
+try:
+    sys.exit(main())
+except BrokenPipeError:  # the reader of the report went away (``... | head``): stop quietly
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no exit-time flush error
+    sys.exit(141)  # 128 + SIGPIPE, as the gradcam command line reports it
