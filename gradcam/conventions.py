@@ -293,13 +293,20 @@ def pytorch_grad_cam_post(r, size=None):
 
     FullGrad (``r.weights is None``: a map at the input's size) is summed over its layers and
     only min-max normalised (fullgrad_cam.py:92-94). ``size`` (H, W): the heatmap's by default.
+    An ``aug_smooth`` result: each run's map (``details["aug_coarse"]``, un-flipped) goes
+    through the two steps above, then the mean (``forward_augmentation_smoothing``,
+    base_cam.py:189-204: min-max per run, no normalisation after the mean).
     """
     L = _peer_map("pytorch-grad-cam", r)
     if r.weights is None:
         return minmax(L, 1e-7)
     size = tuple(r.heatmap.shape[-2:]) if size is None else size
-    cam = upsample(minmax(relu(L), 1e-7), size, "bilinear")
-    return minmax(relu(cam), 1e-7)
+    # NOTE: a run's map divided by its maximum is the same map after min-max (to the 1e-7)
+    runs = r.details.get("aug_coarse", L[None])
+    out = 0
+    for m in runs:
+        out = out + minmax(relu(upsample(minmax(relu(m), 1e-7), size, "bilinear")), 1e-7)
+    return out / len(runs)
 
 
 def torchcam_post(r, size=None):

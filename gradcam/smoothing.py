@@ -13,8 +13,10 @@ image by image:
     centred, sign such that the map's sum is positive)
 
 NOTE: pytorch-grad-cam centres X first and keeps LAPACK's sign (svd_on_activations.py:15-18);
-this option uses the same projection as Eigen-CAM here. ``details["eigen_smooth_singular_values"]``
-holds the singular values. The weights are the method's own, unchanged.
+this option uses the same projection as Eigen-CAM here, a departure of up to 1.0 on the
+library's final map (docs/crosscheck.md; ``gradcam.peers.pytorch_grad_cam.first_component(X)``
+is the library's projection, tests/test_peers_smoothing.py). ``details[
+"eigen_smooth_singular_values"]`` holds the singular values. The weights are the method's own.
 
 aug_smooth (base_cam.py:183-205): the map is averaged over test-time augmentations of the
 input, each map un-augmented first. pytorch-grad-cam's default augmentations (base_cam.py:40-46)
@@ -39,7 +41,8 @@ input's own top-1, base_cam.py:107-109). NOTE: coarse is the mean of the runs' R
 (Eq. (2) per run, as pytorch-grad-cam's np.maximum at base_cam.py:171 comes before the mean),
 so coarse >= ReLU(linear_map), not equal. The other fields (logits, A, dA, weights) are those of
 the un-augmented run; ``details`` adds "aug_flips" (6,), "aug_factors" (6,) and "aug_coarse"
-(6, N, u, v), each run's un-flipped coarse map divided by its maximum.
+(6, N, u, v), each run's un-flipped coarse map divided by its maximum, from which
+``conventions.from_result("pytorch-grad-cam", r)`` reproduces the library's output.
 """
 
 from __future__ import annotations
