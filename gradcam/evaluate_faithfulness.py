@@ -14,7 +14,7 @@ method's map is used to remove, add or keep pixels, scored per image for many me
   arXiv:1311.2901v3). NOTE: the occlusion map is computed once per image and shared by every
   method (``occlusion_reference``); ``metrics.occlusion_correlation`` would recompute it for
   each method, the cost of one more Occlusion row per method.
-- ROAD (Rong et al., ICML 2022, arXiv:2202.00449; opt-in, about 40 forwards of noisy linear
+- ROAD (Rong et al., ICML 2022, arXiv:2202.00449v2; opt-in, about 40 forwards of noisy linear
   imputation per image and method): the mean class probability over the paper's percentiles,
   most relevant first (MoRF: low is faithful) and least relevant first (LeRF: high is faithful).
 

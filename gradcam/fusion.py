@@ -31,8 +31,9 @@ of deep layers, so the paper scales them before combining,
     hat M_l = tanh(gamma * M_l / max M_l)          gamma = 2   (the paper's Eq. (9), as torchcam
                                                                0.5.0 cites it, gradient.py:458)
 
-and combines the layers position by position. NOTE: the paper's text was not at hand when this
-was written; two details are this module's choices, to be checked against it: the shallow
+and combines the layers position by position. NOTE: equation numbers not verified against the
+paper's full text (Eq. (9) is torchcam's number). Two details are this module's choices, to
+be checked against it: the shallow
 layers are all but the deepest layer named (the last in the model's forward order), which keeps
 its map normalised to max 1, M_L / max M_L; and the combination is the element-wise maximum (as
 torchcam's). Every map is resized bilinearly to (H, W) first; the fused map is normalised to
@@ -116,7 +117,8 @@ def explain_layers(model, x, target=None, method="gradcam", layers=(), fusion="m
 
     mean:     fused = minmax(1/L sum_l resize(minmax(L_l)))                 (pytorch-grad-cam)
     layercam: fused = normalize(max_l resize(hat M_l)),  hat M_l = tanh(gamma L_l / max L_l)
-              for every layer but the deepest, L_L / max L_L for it          (LayerCAM, Eq. (9))
+              for every layer but the deepest, L_L / max L_L for it          (LayerCAM, Eq. (9);
+              equation numbers not verified against the paper's full text)
 
     Parameters
     ----------

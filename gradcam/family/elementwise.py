@@ -31,7 +31,8 @@ where the product is positive and 0 elsewhere, which is relu(dA A) term by term.
 
 LayerCAM: Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps for
 Localization", IEEE Transactions on Image Processing 30:5875-5888, 2021,
-doi:10.1109/TIP.2021.3089943 (no arXiv version): the positive gradient weights each position,
+doi:10.1109/TIP.2021.3089943 (no arXiv version found; the authors' code,
+PengtaoJiang/LayerCAM-jittor, links the journal's PDF): the positive gradient weights each position,
 alpha_k^c(i, j) = relu(dA^k_ij), linear_map = sum_k relu(dA^k) A^k. At a ReLU layer (A >= 0)
 this equals the element-wise map term by term (relu(g) a = relu(g a) for a >= 0; tested). The
 paper's fusion of several layers is ``gradcam.fusion`` (``explain_layers(fusion="layercam")``).

@@ -53,10 +53,10 @@ NOTE: the averaged derivatives are those of Y^c = exp(S^c), as in Grad-CAM++; so
 enters with weight exp(y^c_m), and with n = 1 and zero noise the method is Grad-CAM++ exactly.
 As torchcam 0.5.0 reads the paper (torchcam/methods/gradient.py:246-247), the paper prints the
 average first derivative in alpha's numerator; that would not reduce to Grad-CAM++ (Eq. (10)
-has the second derivative there) and is taken here as a misprint, as torchcam does. (The
-paper's own text was not at hand when this was written: that reading, and the weighting of the
-copies by exp(y_m) that follows from differentiating Y^c = exp(S^c), are to be checked
-against it.)
+has the second derivative there) and is taken here as a misprint, as torchcam does. (Smooth
+Grad-CAM++: equation numbers not verified against the paper's full text; that reading, and the
+weighting of the copies by exp(y_m) that follows from differentiating Y^c = exp(S^c), are to
+be checked against it.)
 
 Options of "smooth-gradcam++" (``gradcam.explain(..., method="smooth-gradcam++", **options)``):
 

@@ -9,7 +9,7 @@
 - ``faithfulness``: what the model does when the map's pixels are removed or kept: deletion and
   insertion curves (Petsiuk et al., arXiv:1806.07421), Average Drop and Increase in Confidence
   (Chattopadhay et al., arXiv:1710.11063v3, Sec. 5), the signed confidence change.
-- ``road``: Remove And Debias (Rong et al., arXiv:2202.00449): removal with noisy linear
+- ``road``: Remove And Debias (Rong et al., arXiv:2202.00449v2): removal with noisy linear
   imputation, most- and least-relevant first.
 - ``perturbation``: what those share (baselines, the salience order, batched class scores).
 

@@ -1,4 +1,4 @@
-"""ROAD, Remove And Debias (Rong et al., ICML 2022, arXiv:2202.00449): remove a share of the
+"""ROAD, Remove And Debias (Rong et al., ICML 2022, arXiv:2202.00449v2): remove a share of the
 pixels in the map's order, fill them by noisy linear imputation, and read the class score.
 
 Removing pixels leaks the map through the shape of the hole; the paper's imputation fills each
@@ -222,7 +222,7 @@ def road(model, x, maps, target, percentiles=PERCENTILES, order="morf", scores=N
     """ROAD: the class score after removing each percentile of pixels and imputing them.
 
     curve[n, i] = f^c(impute(x_n, removed_{n, i}) + noise_n on the removed pixels)
-    MoRF: a fast drop means a faithful map; LeRF: a slow drop does (Rong et al., arXiv:2202.00449)
+    MoRF: a fast drop means a faithful map; LeRF: a slow drop does (Rong et al., arXiv:2202.00449v2)
 
     Parameters
     ----------

@@ -184,8 +184,9 @@ def full_grad(ctx):
     phi: min-max per image AND channel (+1e-7), then cv2.resize to (H, W)
 
     Layers: every Conv2d with a bias and every BatchNorm2d (its shift b = beta - gamma mu /
-    sqrt(var + eps), fullgrad_cam.py:35-43). The paper's psi (arXiv:1905.00780v4, Eq. (4), as
-    the authors' code applies it) rescales each layer's whole (K, h, w) block at once, and the
+    sqrt(var + eps), fullgrad_cam.py:35-43). The paper's psi (arXiv:1905.00780v4, Eq. (4);
+    equation numbers not verified against the paper's full text), as the authors' code applies
+    it, rescales each layer's whole (K, h, w) block at once, and the
     input term over its three colour channels at once; normalising channel by channel gives
     every channel, however weak, the same range.
     """
