@@ -22,13 +22,15 @@ Names: ``layer="input"`` is pixel space (A = x); ``layer=None`` is the method's 
 it is ``linear_map``.
 
 Modules: ``registry`` (the table of methods; ``method`` holds its types ``Method``,
-``Context``, ``MethodOutput``; ``family`` the CAM family beyond the paper; ``peers`` the peer
-libraries' variants), ``core``
-(``explain``, ``grad_cam``, ``cam``, the result type), ``engine`` (``capture``: forward,
-backward, Eq. (2)), ``weights`` (Eq. (1) and variants, the CAM-equivalence derivation),
-``guided`` (pixel-space maps), ``family`` (the CAM family beyond the Grad-CAM paper),
-``fusion`` (several layers at once), ``resize`` (bilinear/nearest resizing, normalisation),
-``targets`` (class scores as backward seeds).
+``Context``, ``MethodOutput``; ``family`` the CAM family beyond the Grad-CAM paper; ``peers``
+the peer libraries' variants), ``core`` (``explain``, ``grad_cam``, ``cam``, the result type),
+``engine`` (``capture``: forward, backward, Eq. (2)), ``weights`` (Eq. (1) and variants, the
+CAM-equivalence derivation), ``guided`` (pixel-space maps), ``fusion`` (several layers at
+once), ``smoothing`` (eigen- and aug-smoothing), ``resize`` (bilinear/nearest resizing,
+normalisation), ``targets`` (class scores as backward seeds). The tools around them:
+``metrics`` (localisation, faithfulness, ROAD, similarity), ``evaluate`` and
+``evaluate_family``, ``sanity``, ``conventions`` and ``compare``, ``viz`` and ``gallery``,
+and the command line ``cli``.
 """
 
 from .core import GradCAMResult, cam, explain, grad_cam

@@ -223,6 +223,7 @@ class Comparison:
     alpha_note: str = ""
 
     def format(self):
+        """The text ``gradcam compare`` prints: a row per convention, the closest, the diagnosis."""
         w = max([18] + [len(row[0]) for row in self.rows])
         lines = [(f"layer {self.layer}, target {self.target}, your map {self.shape[0]}x"
                   f"{self.shape[1]}, tolerance {self.tol:.3g} (relative)"),

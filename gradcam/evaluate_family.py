@@ -41,8 +41,9 @@ FAST = {  # method -> largest n in the fast protocol (about 10 s of localisation
 }
 PHOTO_OCCLUSION = {"window": 32, "stride": 16}
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-# whole-network forwards per channel of EfficientNet-Lite0's 1280-channel head: about a minute
-# per photo for Score-CAM on 2 cores, ten times that for SS-CAM and IS-CAM (10 noisy copies)
+# whole-network forwards per channel of EfficientNet-Lite0's 1280-channel head: about 30 s per
+# photo for Score-CAM on 2 quiet cores (benchmarks/README.md), several times that for SS-CAM and
+# IS-CAM (noisy copies of every mask)
 PHOTO_SLOW = ("scorecam", "sscam", "iscam")
 
 

@@ -94,8 +94,9 @@ class Method:
     name : the registry key, e.g. "gradcam" (lower case, words joined by "-")
     title : the method's name as its paper writes it, e.g. "Grad-CAM"
     citation : "Authors, venue year, arXiv:NNNN.NNNNNvN, Eq./Sec." (the paper is the spec)
-    kind : "channel" (weighting returns alpha (N, K)), "position" (alpha (N, K, u, v)) or
-        "pixel" (a map at the input's resolution, (N, C, H, W))
+    kind : "channel" (weighting returns alpha (N, K)), "position" (alpha (N, K, u, v)),
+        "pixel" (a map at the input's resolution, (N, C, H, W)) or "network" (a
+        ``MethodOutput`` with a linear map (N, H, W) at the input's resolution, no layer)
     needs_grad : False for gradient-free methods: no backward is run and ``Context.dA`` is None
     layer_rule : a key of LAYER_RULES: the layer ``layer=None`` means, and which others are valid
     weighting : callable Context -> alpha or the pixel map (by ``kind``)

@@ -53,6 +53,7 @@ class Container(Layer):
         raise KeyError(f"no layer named {name!r}; layers are: {', '.join(self.layer_names())}")
 
     def layer_names(self):
+        """The dotted names of every layer, containers included, in ``named_layers`` order."""
         return [n for n, _ in self.named_layers()]
 
     def _leaves(self):
@@ -119,12 +120,14 @@ class Container(Layer):
 
     # ----------------------------------------------------------------- modes, dtype, device
     def train(self, mode=True):
+        """Training mode on every layer (dropout on, batch norm on batch statistics); False: eval."""
         self.training = mode
         for _, lay in self.named_layers():
             lay.training = mode
         return self
 
     def eval(self):
+        """Evaluation mode: ``train(False)``."""
         return self.train(False)
 
     def _map_arrays(self, fn):
@@ -150,15 +153,18 @@ class Container(Layer):
 
     @property
     def dtype(self):
+        """The dtype of the model's arrays (the first in ``state_dict``; float32 if none)."""
         arrays = list(self.state_dict().values())
         return arrays[0].dtype if arrays else np.dtype("float32")
 
     @property
     def device(self):
+        """Where the model's arrays live: "numpy" or "cupy" ("numpy" if it has none)."""
         arrays = list(self.state_dict().values())
         return device_of(arrays[0]) if arrays else "numpy"
 
     def config(self):
+        """The architecture as JSON-able data, what ``minicnn.load`` rebuilds the model from."""
         return {"type": type(self).__name__,
                 "layers": [[name, lay.config()] for name, lay in self.layers]}
 

@@ -59,6 +59,7 @@ class Layer:
         self.cache = None
 
     def forward(self, x):  # pragma: no cover - every subclass overrides
+        """The layer's output; keeps in ``cache`` what ``backward`` needs."""
         raise NotImplementedError
 
     def infer(self, x):
@@ -74,6 +75,7 @@ class Layer:
         return out
 
     def backward(self, dout, *, need_dw=True, relu_rule="standard", need_dx=True):
+        """dL/dx from dL/dout; weight gradients go to ``grads`` (skipped with need_dw=False)."""
         raise NotImplementedError  # pragma: no cover
 
     def __call__(self, x):

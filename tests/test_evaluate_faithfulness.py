@@ -33,6 +33,18 @@ def test_protocol_caps_only_the_costly_methods():
         F.protocol_n(names, 0)
 
 
+def test_the_method_names_kept_outside_the_registry_are_registered():
+    # NOTE: protocol_n reads FAST with .get, so a renamed method would silently lose its cap
+    # (and a photo run would start its 1280 forwards per channel): every such name must exist
+    from gradcam.cli import sanity as cli_sanity
+
+    registered = set(gradcam.methods())
+    kept = {"FAST": set(F.FAST), "PHOTO_SLOW": set(F.PHOTO_SLOW),
+            "PAPER_METHODS": set(E.PAPER_METHODS), "sanity": set(cli_sanity.DEFAULT_METHODS)}
+    assert {k: v - registered for k, v in kept.items()} == {k: set() for k in kept}
+    assert {"score-cam", "ss-cam"} - registered == {"score-cam", "ss-cam"}  # control: misspelt
+
+
 def test_protocol_runs_one_evaluate_per_n_and_keeps_the_registry_order(monkeypatch):
     calls = []
 

@@ -312,7 +312,7 @@ def add_model(parser):
     parser.add_argument("--model", required=True, help="zoo name or model file")
 
 
-def add_size(parser, text="model input size (default: 64 64; the zoo's size for zoo models)"):
+def add_size(parser, text="model input size (default: the one saved with the model, else 64 64)"):
     """The ``--size H W`` option (two integers in [1, MAX_SIDE])."""
     parser.add_argument("--size", nargs=2, type=side_int, metavar=("H", "W"),
                         help=f"{text}; each side 1..{MAX_SIDE}")

@@ -9,8 +9,9 @@ which rendering made the map (``gradcam.compare_family``).
 
 Exit status (for a user's CI): 0 the map is ours, 1 it follows another (named) convention,
 2 nothing matches, 3 error: no verdict (bad input or option, unreadable file, non-finite map
-or alphas, ...; one ``gradcam: error:`` line, no traceback); 130 interrupted. An error never
-ends with a verdict's status, so a CI job cannot mistake a crash for "another convention".
+or alphas, ...; one ``gradcam: error:`` line, no traceback); 130 interrupted; 141 the reader
+of its output went away. An error never ends with a verdict's status, so a CI job cannot
+mistake a crash for "another convention".
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ VERDICTS = {0: "the map is ours", 1: "it follows another (named) convention",
 ERROR_STATUS = USAGE_STATUS = 3  # any error, usage included: distinct from every verdict
 EPILOG = ("exit status: " + ", ".join(f"{k} {v}" for k, v in VERDICTS.items())
           + f", {ERROR_STATUS} error (no verdict: bad input, unreadable file, bad option), "
-          "130 interrupted")
+          "130 interrupted, 141 the reader of its output went away")
 
 
 def add_parser(subparsers):
@@ -46,7 +47,7 @@ def add_parser(subparsers):
                    "2/255 for 8-bit PNGs)")
     p.add_argument("--method", default="gradcam",
                    help="the method your map explains (default gradcam; see gradcam.methods())")
-    common.add_size(p, "model input size for an image INPUT (default: the zoo's, else 64 64)")
+    common.add_size(p, "model input size for an image INPUT (default: the model's own, else 64 64)")
     p.set_defaults(func=run)
     return p
 

@@ -39,12 +39,12 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "demo", help="Figure 1 on a real photo, or on generated shapes (the main job)",
         description="Figure 1 of the paper on a real photo, or on generated two-object scenes.")
-    p.add_argument("--model", default=PHOTO_MODEL,
-                   help=f"{PHOTO_MODEL} (default: grace_hopper.jpg) or a shapes model (scenes)")
+    p.add_argument("--model", default=PHOTO_MODEL, help=f"{PHOTO_MODEL} (default: a photo, "
+                   "--image) or a shapes model (generated scenes)")
     p.add_argument("--image", help="a photo for the ImageNet demo (default: grace_hopper.jpg)")
     p.add_argument("--out", default="gradcam-out", help="output folder (default: gradcam-out)")
     p.add_argument("--seed", type=common.seed_int, default=0,
-                   help="seed of the generated scenes (an integer >= 0)")
+                   help="seed of the generated scenes (an integer >= 0; default 0)")
     p.add_argument("--count", type=scene_count, default=2,
                    help=f"number of scenes, 1..{DEMO_SCENES} (default 2)")
     p.add_argument("--gallery", action="store_true",

@@ -25,7 +25,8 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "evaluate", help="evaluation metrics (gradcam.evaluate)",
         description="Evaluate explanation maps where the truth is known: generated shapes with "
-        "masks and boxes.")
+        "masks and boxes; with --faithfulness or --photos also how faithful each map is to the "
+        "model (no ground truth needed).")
     p.add_argument("--models", nargs="*", default=list(SHIPPED), metavar="MODEL",
                    help=f"zoo names or model files (default: {' '.join(SHIPPED)}; none: only "
                    "--photos)")

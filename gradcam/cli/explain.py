@@ -52,8 +52,9 @@ def add_parser(subparsers):
                    "the .npz as detail_NAME (can be large)")
     p.add_argument("--out", default="gradcam-out", help="output folder (default: gradcam-out)")
     p.add_argument("--alpha", type=common.unit_float, default=0.5,
-                   help="overlay opacity in [0, 1]")
-    p.add_argument("--cmap", type=common.colormap, default="jet", help="matplotlib colormap")
+                   help="overlay opacity in [0, 1] (default 0.5)")
+    p.add_argument("--cmap", type=common.colormap, default="jet",
+                   help="matplotlib colormap (default jet)")
     common.add_size(p)
     p.set_defaults(func=run)
     return p

@@ -32,12 +32,14 @@ BLUR_TAPS, BLUR_SIGMA = 11, 5.0
 
 
 def check_variant(variant):
+    """``variant`` if it is one of ``VARIANTS`` (None: the paper), else a ValueError naming them."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
     return variant
 
 
 def check_scores(scores):
+    """``scores`` if it is "softmax" or "logits" (``SCORES``), else a ValueError naming them."""
     if scores not in SCORES:
         raise ValueError(f"unknown scores {scores!r}; use one of {SCORES}")
     return scores

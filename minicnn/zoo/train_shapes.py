@@ -73,7 +73,9 @@ def train_one(name, out_dir=None, n_test=2000, progress=True):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Exit status 0; 2 with one line on stderr for a bad option (argparse's usage error)."""
+    parser = argparse.ArgumentParser(prog="python -m minicnn.zoo.train_shapes",
+                                     description=__doc__.splitlines()[0])
     # NOTE: names are checked below, not with ``choices``: Python 3.11's argparse checks an
     # empty nargs="*" list against the choices as one value and refuses the bare command
     parser.add_argument("names", nargs="*", metavar="NAME",
