@@ -177,16 +177,16 @@ def _compare(models, x, target, methods, options, total, desc):
             if m not in first:
                 first[m] = (signed, drawn)
             s0, d0 = first[m]
-            rows[m].append((to_numpy(spearman(s0, signed)),
-                            to_numpy(spearman(s0, signed, absolute=True)),
-                            to_numpy(ssim(d0, drawn)),
-                            to_numpy(hog_correlation(d0, drawn)),
-                            to_numpy(drawn).astype(np.float32)))
+            # NOTE: kept where the maps are; read back once at the end, not per step
+            rows[m].append((spearman(s0, signed), spearman(s0, signed, absolute=True),
+                            ssim(d0, drawn), hog_correlation(d0, drawn),
+                            drawn.astype(np.float32, copy=False)))
             bar.update(1)
     bar.close()
-    out = [np.stack([np.stack([row[i] for row in rows[m]]) for m in methods])
-           for i in range(5)]
-    return tuple(steps), out
+    xp = get_xp(x)
+    out = [xp.stack([xp.stack([row[i] for row in rows[m]]) for m in methods]) for i in range(5)]
+    measures = to_numpy(xp.stack(out[:4]))  # (4, M, S, N) float64: one sync for the four
+    return tuple(steps), [*measures, to_numpy(out[4])]
 
 
 def _target(model, x, target):
