@@ -9,7 +9,9 @@ round-off; real CuPy in float32 must match to 1e-5 relative (the issue's target)
 Workloads: forward/backward of every zoo model (small inputs; VGG16 on the Winograd path);
 every registered explanation method; training with checkpoints (and a resumed device run with
 dropout equal to an uninterrupted one); the device's small-block conv and Winograd paths;
-max-pool's rows path; the localisation metrics and ``evaluate``.
+max-pool's rows path; the localisation metrics and ``evaluate``. The faithfulness metrics,
+ROAD, similarity, sanity checks and the rest of the later code, with sync budgets:
+tests/test_device_metrics.py.
 """
 
 import numpy as np
