@@ -326,7 +326,8 @@ def test_a_permuted_label_model_trains_on_the_device_like_on_the_host(dev, tmp_p
     for (k, a), (_, b) in zip(ref.state_dict().items(), r.state_dict().items()):
         np.testing.assert_allclose(to_numpy(b), a, rtol=0, atol=2 * lr + 1e-6, err_msg=k)
     x = np.random.default_rng(21).uniform(0, 1, (2, 3, 64, 64)).astype(np.float32)
-    same(r(xp.asarray(x)), ref(x), what="logits")
+    # real CuPy: its float32 sums round differently, so more gradients may flip sign
+    same(r(xp.asarray(x)), ref(x), rtol=RTOL if fake is not None else 1e-3, what="logits")
     again = permuted_label_model(**kw)  # the device run's file, loaded on the host
     for (k, a), (_, b) in zip(again.state_dict().items(), r.state_dict().items()):
         np.testing.assert_array_equal(a, to_numpy(b), err_msg=k)

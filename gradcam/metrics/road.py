@@ -209,7 +209,7 @@ def removal_masks(maps, percentiles, order, variant=None, seed=0):
     if check_variant(variant) == "pytorch-grad-cam":
         m = maps if order == "morf" else 1 - maps
         # (P, N) thresholds, one call: percentile along each image's pixels
-        q = xp.percentile(m.reshape(N, -1), [float(p) for p in percentiles], axis=1)
+        q = xp.percentile(m.reshape(N, -1), tuple(float(p) for p in percentiles), axis=1)
         return ~(m[:, None] < q.T[:, :, None, None])
     flat = to_numpy(maps).reshape(N, -1)
     rng = np.random.default_rng(seed)
