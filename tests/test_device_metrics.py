@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from gradcam import explain, metrics, sanity
+from gradcam import metrics, sanity
 from gradcam.metrics import perturbation
 from minicnn import zoo
 from minicnn.backend import to_numpy
