@@ -195,7 +195,8 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
                                 "loc_acc": lambda s: localisation(s, boxes)[1]})
         if faithfulness and i == 0:  # the first batch: FAITH_N images at most
             nf = min(FAITH_N, len(masks))
-            xf, tf = single.images[:nf], single.labels[:nf]
+            # NOTE: the images go to the model's device once; the metrics keep them there
+            xf, tf = asarray(single.images[:nf], model.device), single.labels[:nf]
             occ = occlusion_reference(model, xf, tf, occlusion)
             scores = faithfulness_scores(model, xf, {t: m[:nf] for t, m in maps.items()}, tf,
                                          occ, with_road=road, seed=seed)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.backend import to_numpy
+from minicnn.backend import get_xp, to_numpy
 
 from .core import explain
 from .metrics import average_drop, deletion, increase_in_confidence, insertion, road, spearman
@@ -64,10 +64,12 @@ def faithfulness_scores(model, x, maps, target, occlusion, with_road=False, seed
     -------
     dict title -> dict key -> (N,) float64 (increase: 0/1)
     """
-    target = np.asarray(target)
-    out = {}
+    xp = get_xp(x)
+    # NOTE: maps and the occlusion reference go where x is (NumPy maps on a device: one copy
+    # each); the metrics' numbers stay there and come back to the host once, at the end
+    target, occlusion, out = to_numpy(target), xp.asarray(occlusion), {}
     for title, m in progress(maps.items(), total=len(maps), desc="faithfulness"):
-        m = np.asarray(m)
+        m = xp.asarray(m)
         row = {"deletion": deletion(model, x, m, target, baseline=DELETION_BASELINE).auc,
                "insertion": insertion(model, x, m, target).auc,
                "avg_drop": average_drop(model, x, m, target),
@@ -76,8 +78,12 @@ def faithfulness_scores(model, x, maps, target, occlusion, with_road=False, seed
         if with_road:
             for key, order in zip(ROAD_KEYS, ("morf", "lerf")):
                 row[key] = road(model, x, m, target, order=order, seed=seed).curve.mean(axis=1)
-        out[title] = {k: to_numpy(v).astype(np.float64) for k, v in row.items()}
-    return out
+        out[title] = {k: v.astype(np.float64) for k, v in row.items()}
+    if not out:
+        return out
+    keys = list(next(iter(out.values())))
+    table = to_numpy(xp.stack([xp.stack([out[t][k] for k in keys]) for t in out]))  # one sync
+    return {t: dict(zip(keys, table[i])) for i, t in enumerate(out)}
 
 
 def cell(key, value):

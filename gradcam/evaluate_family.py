@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from minicnn.backend import to_numpy
+from minicnn.backend import asarray, to_numpy
 
 from .evaluate import evaluate, explain_maps, scored
 from .evaluate_faithfulness import faithfulness_scores, occlusion_reference
@@ -126,7 +126,8 @@ def evaluate_photos(model, paths, methods=None, options=None, road=False,
     from .images import model_input
 
     start = time.perf_counter()
-    x = np.concatenate([model_input(model, p)[0] for p in paths])
+    # NOTE: the photos go to the model's device once; the metrics keep them there
+    x = asarray(np.concatenate([model_input(model, p)[0] for p in paths]), model.device)
     # NOTE: the command line passes {} for every chosen method: merge, so the Occlusion row
     # keeps the photo window unless the caller's options say otherwise
     options = dict(options or {})
@@ -160,7 +161,7 @@ def curves_figure(model, path, n=8, seed=4000, methods=None, options=None, name=
 
     Returns
     -------
-    {title: [deletion, insertion]} ``FaithfulnessCurve``s, NumPy
+    {title: [deletion, insertion]} ``FaithfulnessCurve``s, arrays where the model is
     """
     from minicnn.data import make_shapes
 
@@ -171,8 +172,9 @@ def curves_figure(model, path, n=8, seed=4000, methods=None, options=None, name=
     d = make_shapes(n, seed=seed)
     maps, _ = explain_maps(model, d.images, d.labels, methods=methods, options=options,
                            errors={})
-    curves = {t: [deletion(model, d.images, m, d.labels, baseline=DELETION_BASELINE),
-                  insertion(model, d.images, m, d.labels)] for t, m in maps.items()}
+    x = asarray(d.images, model.device)  # once, to the model's device
+    curves = {t: [deletion(model, x, m, d.labels, baseline=DELETION_BASELINE),
+                  insertion(model, x, m, d.labels)] for t, m in maps.items()}
     plot_curves(curves, path, title=f"{name}: deletion and insertion (canvas: blurred image), "
                 f"{n} shapes, seed {seed}", cols=6)
     return curves

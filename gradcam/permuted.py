@@ -40,7 +40,7 @@ def cache_folder():
 
 
 def permuted_label_model(name="shapes_cnn", seed=0, n_train=None, epochs=None, cache=True,
-                         progress=False):
+                         progress=False, device="numpy"):
     """``name`` trained with the recipe of ``minicnn.zoo.train_shapes`` on permuted labels.
 
     y_perm = y[default_rng(seed).permutation(n_train)]   (the images stay; the labels move)
@@ -52,10 +52,13 @@ def permuted_label_model(name="shapes_cnn", seed=0, n_train=None, epochs=None, c
     n_train, epochs : None: the recipe's (8000 images, 5 epochs); fewer for a quick run
     cache : load from / save to ``cache_folder()``
     progress : print the training progress
+    device : where to train and return the model ("numpy" or "cupy"); the cached file is the
+        same for both (the weights are drawn on the host, the data stay host arrays that
+        ``fit`` moves batch by batch)
     Returns
     -------
-    minicnn.Sequential in eval mode; ``model.permuted`` holds the run's facts (train accuracy
-    on the permuted labels: how much it memorised)
+    minicnn.Sequential in eval mode on ``device``; ``model.permuted`` holds the run's facts
+    (train accuracy on the permuted labels: how much it memorised)
     """
     if name not in RECIPES:
         raise ValueError(f"no training recipe for {name!r}; use one of {', '.join(RECIPES)}")
@@ -63,7 +66,7 @@ def permuted_label_model(name="shapes_cnn", seed=0, n_train=None, epochs=None, c
     n_train = n_recipe if n_train is None else int(n_train)
     epochs = e_recipe if epochs is None else int(epochs)
     path = cache_folder() / f"{name}-permuted-seed{seed}-n{n_train}-e{epochs}.npz"
-    model = MODELS[name](seed=seed)
+    model = MODELS[name](seed=seed).to(device)
     model.class_names = list(SHAPES_CLASSES)
     if cache and path.exists():
         arrays, meta = io.load_arrays(path)

@@ -164,8 +164,7 @@ def randomised(model, mode="cascading", seed=0, groups=None):
 
 # --------------------------------------------------------------------------- the checks
 def _compare(models, x, target, methods, options, total, desc):
-    """Run every method on every (step, model) and compare with step 0's maps."""
-    x = as_batch(x)
+    """Run every method on every (step, model) and compare with step 0's maps (x: checked)."""
     steps, rows = [], {m: [] for m in methods}
     bar = progress(total=total * len(methods), desc=desc)
     first = {}
@@ -177,22 +176,24 @@ def _compare(models, x, target, methods, options, total, desc):
             if m not in first:
                 first[m] = (signed, drawn)
             s0, d0 = first[m]
-            rows[m].append((to_numpy(spearman(s0, signed)),
-                            to_numpy(spearman(s0, signed, absolute=True)),
-                            to_numpy(ssim(d0, drawn)),
-                            to_numpy(hog_correlation(d0, drawn)),
-                            to_numpy(drawn).astype(np.float32)))
+            # NOTE: kept where the maps are; read back once at the end, not per step
+            rows[m].append((spearman(s0, signed), spearman(s0, signed, absolute=True),
+                            ssim(d0, drawn), hog_correlation(d0, drawn),
+                            drawn.astype(np.float32, copy=False)))
             bar.update(1)
     bar.close()
-    out = [np.stack([np.stack([row[i] for row in rows[m]]) for m in methods])
-           for i in range(5)]
-    return tuple(steps), out
+    xp = get_xp(x)
+    out = [xp.stack([xp.stack([row[i] for row in rows[m]]) for m in methods]) for i in range(5)]
+    measures = to_numpy(xp.stack(out[:4]))  # (4, M, S, N) float64: one sync for the four
+    return tuple(steps), [*measures, to_numpy(out[4])]
 
 
 def _target(model, x, target):
+    """(x checked once: finite, (N, C, H, W); on a device one sync), the classes to explain."""
+    x = as_batch(x)
     with eval_mode(model):
-        logits = model.forward(as_batch(x))
-    return resolve_target(target, logits, model_class_names(model))
+        logits = model.forward(x)
+    return x, resolve_target(target, logits, model_class_names(model))
 
 
 def randomisation(model, x, target=None, methods=("gradcam", "guided-backprop"),
@@ -216,7 +217,7 @@ def randomisation(model, x, target=None, methods=("gradcam", "guided-backprop"),
     SanityResult with S = 1 + len(groups) steps
     """
     groups = layer_groups(model) if groups is None else list(groups)
-    c = _target(model, x, target)
+    x, c = _target(model, x, target)
     models = [("trained", model)]
     chain = randomised(model, mode, seed, groups)
     steps, measures = _compare(_chain(models, chain), x, c, list(methods), options or {},
@@ -238,7 +239,7 @@ def data_randomisation(model, random_model, x, target=None,
     -------
     SanityResult, mode "data", steps ("trained", "permuted labels")
     """
-    c = _target(model, x, target)
+    x, c = _target(model, x, target)
     steps, measures = _compare([("trained", model), ("permuted labels", random_model)], x, c,
                                list(methods), options or {}, 2, "sanity data")
     return SanityResult("data", steps, tuple(methods), c, *measures)

@@ -179,8 +179,9 @@ def update_bn(model, X, batch_size=256):
             for name, bn in bns:
                 N, _, H, W = model.shapes[name]
                 m_b, s = N * H * W, sums[name]
-                mean = to_numpy(bn.cache.mean).astype(np.float64)
-                var = to_numpy(bn.cache.var).astype(np.float64)  # biased batch variance
+                # NOTE: summed where the model is; no host sync per batch and layer
+                mean = bn.cache.mean.astype(np.float64)
+                var = bn.cache.var.astype(np.float64)  # biased batch variance
                 s[0] = s[0] + m_b * mean
                 s[1] = s[1] + m_b * (var + mean ** 2)
                 s[2] += m_b
@@ -191,7 +192,7 @@ def update_bn(model, X, batch_size=256):
     for name, bn in bns:
         s1, s2, M = sums[name]
         mu = s1 / M
-        var = np.maximum(s2 / M - mu ** 2, 0.0) * (M / max(M - 1, 1))
+        var = get_xp(mu).maximum(s2 / M - mu ** 2, 0.0) * (M / max(M - 1, 1))
         ref = bn.buffers["running_mean"]
         bn.buffers["running_mean"] = asarray(mu, device_of(ref), ref.dtype)
         bn.buffers["running_var"] = asarray(var, device_of(ref), ref.dtype)

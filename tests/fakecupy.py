@@ -328,6 +328,8 @@ class FakeModule:
             raise AttributeError(f"fakecupy does not simulate {self.__name__}.{name}")
         if name == "matmul":  # NOTE: NumPy's matmul of strided views skips BLAS (a slow loop);
             target = _contiguous_matmul  # CuPy copies such operands, and so does the fake
+        if name == "argsort":  # CuPy's argsort is stable (thrust); NumPy's default is not
+            target = lambda a, axis=-1, kind=None: np.argsort(a, axis=axis, kind="stable")  # noqa
         if entry["kind"] == "ufunc":
             return Ufunc(name, entry)
         if entry["kind"] == "value" or (entry["kind"] == "class" and isinstance(target, type)):
@@ -380,13 +382,11 @@ def _make(name):
 
 def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
     """``cupy.asnumpy``: a sync for a device array; host data passes through."""
-    if isinstance(a, ndarray):
-        return np.array(a._sync("cupy.asnumpy"), order=order)
-    return np.asarray(a, order=order)
+    return np.array(a._sync("cupy.asnumpy"), order=order) if isinstance(a, ndarray) else \
+        np.asarray(a, order=order)
 
 
-def get_array_module(*args):
-    return FAKE if any(isinstance(a, ndarray) for a in args) else np
+get_array_module = lambda *args: FAKE if any(isinstance(a, ndarray) for a in args) else np  # noqa
 
 
 _FAKES = {name: FakeModule(name) for name in ALLOWLIST["modules"]}

@@ -64,6 +64,15 @@ def test_only_cupy_13_names_and_keywords_exist(fake_device):
         a.nonexistent_method  # noqa: B018
 
 
+def test_argsort_is_stable_as_cupy_s(fake_device):
+    """CuPy's argsort is a stable (thrust) sort: tied values keep their order, which the
+    salience order of the deletion metric relies on; NumPy's default sort does not."""
+    a = np.array([1.0, 0.0] * 50)
+    stable = np.argsort(a, kind="stable")
+    np.testing.assert_array_equal(FAKE.argsort(FAKE.asarray(a)).get(), stable)
+    assert not np.array_equal(np.argsort(a), stable)  # negative control: the unstable default
+
+
 def test_device_results_stay_on_the_device(fake_device):
     a = FAKE.asarray([[1.0, 2.0], [3.0, 4.0]])
     for r in (a.sum(), a[0, 1], FAKE.array_equal(a, a), np.mean(a), a.max(axis=1)):

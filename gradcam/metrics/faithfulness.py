@@ -119,25 +119,25 @@ def _curves(kind, model, x, maps, target, steps, baseline, scores, variant, batc
     base = baseline_image(x, baseline).reshape(N, x.shape[1], P)
     flat = x.reshape(N, x.shape[1], P)
     order, rank = salience_order(maps)
-    y0 = class_scores(logits, c, scores)
+    cd = xp.asarray(c)  # NOTE: the targets, job indices and counts cross once, not per batch
+    y0 = class_scores(logits, cd, scores)
     # NOTE: the unperturbed point (deletion's first, insertion's last) is y0, no forward
-    unperturbed = 0 if kind == "deletion" else len(counts) - 1
-    jobs = [(n, k) for n in range(N) for k in range(len(counts)) if k != unperturbed]
+    K = len(counts) - 1
+    ran_k = slice(1, None) if kind == "deletion" else slice(0, K)  # the points that run
+    job_n = xp.asarray(np.repeat(np.arange(N), K))  # job j: image j // K, point ran_k[j % K]
+    job_count = xp.asarray(np.tile(counts[ran_k], N))
 
-    def make_batch(chunk):
-        n = np.array([j[0] for j in chunk])
-        on = xp.asarray(n)  # NOTE: device indices for CuPy arrays
-        cnt = xp.asarray(counts[[j[1] for j in chunk]])[:, None]
-        inserted = rank[on] < cnt  # (B, P): the n_k most salient pixels
+    def make_batch(s, e):
+        n = job_n[s:e]
+        inserted = rank[n] < job_count[s:e, None]  # (B, P): the n_k most salient pixels
         original = ~inserted if kind == "deletion" else inserted
-        batch = xp.where(original[:, None], flat[on], base[on])
-        return batch.reshape((len(chunk),) + x.shape[1:]), n
+        batch = xp.where(original[:, None], flat[n], base[n])
+        return batch.reshape((e - s,) + x.shape[1:]), n
 
-    ran = scores_of(model, jobs, make_batch, c, scores, batch_size, kind, show)
-    curve = xp.empty((N, len(counts)), dtype=y0.dtype)
-    curve[:, unperturbed] = y0
-    others = [k for k in range(len(counts)) if k != unperturbed]
-    curve[:, others] = ran.reshape(N, len(others))
+    ran = scores_of(model, N * K, make_batch, cd, scores, batch_size, kind, show)
+    curve = xp.empty((N, K + 1), dtype=y0.dtype)
+    curve[:, 0 if kind == "deletion" else K] = y0
+    curve[:, ran_k] = ran.reshape(N, K)
     fractions = counts / P
     if variant == "torchcam":  # torch.trapezoid(curve, fractions): torchcam/metrics.py:415-416
         d = xp.asarray(np.diff(fractions), dtype=curve.dtype)
@@ -173,13 +173,10 @@ def masked_confidence(model, x, maps, target, scores="softmax", batch_size=BATCH
     xp = get_xp(x)
     E = x * maps[:, None].astype(x.dtype, copy=False)
 
-    def make_batch(chunk):
-        n = np.asarray(chunk)
-        return E[xp.asarray(n)], n
-
-    O = scores_of(model, list(range(x.shape[0])), make_batch, c, scores, batch_size,
-                  "masked", progress)
-    return class_scores(logits, c, scores), O, c
+    cd = xp.asarray(c)  # once; each batch is a slice of E (nothing crosses per batch)
+    O = scores_of(model, x.shape[0], lambda s, e: (E[s:e], xp.arange(s, e)), cd, scores,
+                  batch_size, "masked", progress)
+    return class_scores(logits, cd, scores), O, c
 
 
 def average_drop(model, x, maps, target, scores=None, variant=None, batch_size=BATCH_SIZE,

@@ -106,19 +106,21 @@ def class_scores(logits, target, scores):
     return e[rows, t] / e.sum(axis=1)
 
 
-def scores_of(model, jobs, make_batch, target, scores, batch_size, desc, show=None):
-    """Class scores of perturbed inputs, ``batch_size`` per forward: (len(jobs),).
+def scores_of(model, count, make_batch, target, scores, batch_size, desc, show=None):
+    """Class scores of ``count`` perturbed inputs, ``batch_size`` per forward: (count,).
 
-    jobs : a list of job descriptions; make_batch(jobs[s:e]) -> (images (B, C, H, W), n (B,))
-    where n is the image index of each perturbed input (its target is target[n]).
+    make_batch(s, e) -> (images (e - s, C, H, W), n (e - s,)) for inputs s ... e - 1, where n
+    is the image index of each input (its target is target[n]); n and target (N,) in the
+    images' module. NOTE: indices made or sliced on the device, so a batch moves nothing
+    between host and device and reads nothing back (no per-batch sync or transfer).
     """
     forward, out = forward_fn(model), []
-    starts = range(0, len(jobs), batch_size)
+    starts = range(0, count, batch_size)
     bar = progress(total=len(starts), desc=desc, enabled=show)
     try:
         for s in starts:
-            batch, n = make_batch(jobs[s:s + batch_size])
-            out.append(class_scores(forward(batch), target[np.asarray(n)], scores))
+            batch, n = make_batch(s, min(s + batch_size, count))
+            out.append(class_scores(forward(batch), target[n], scores))
             bar.update(1)
     finally:
         bar.close()

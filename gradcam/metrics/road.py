@@ -48,6 +48,8 @@ from .perturbation import (BATCH_SIZE, check_batch_size, check_scores, check_var
 
 PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 ORDERS = ("morf", "lerf")
+CG_TOL = 1e-9  # linear_imputation's default tolerance (relative residual norm)
+CG_CHECK = 8  # conjugate gradient steps between convergence checks (_cg)
 NOISE = 0.01  # the official run_road's NoisyLinearImputer(noise=0.01); pytorch-grad-cam's too
 # (row offset, column offset, weight): the paper's neighbour weights
 NEIGHBOURS = ((-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6),
@@ -85,7 +87,6 @@ def neighbour_sum(v):
     NOTE: the weights are (1/12) [[1, 2, 1], [2, 0, 2], [1, 2, 1]] = (1/12) (t t^T - 4 delta)
     with t = [1, 2, 1]: two 3-tap passes and a subtraction instead of 8 shifted copies.
     """
-    xp = get_xp(v)
     rows = 2 * v
     rows[..., 1:, :] += v[..., :-1, :]
     rows[..., :-1, :] += v[..., 1:, :]
@@ -93,10 +94,10 @@ def neighbour_sum(v):
     both[..., :, 1:] += rows[..., :, :-1]
     both[..., :, :-1] += rows[..., :, 1:]
     both -= 4 * v
-    return both / xp.asarray(12.0, dtype=both.dtype)
+    return both / 12.0  # NOTE: a Python scalar keeps the dtype and crosses nothing
 
 
-def linear_imputation(x, removed, noise=None, tol=1e-9, max_iter=None):
+def linear_imputation(x, removed, noise=None, tol=CG_TOL, max_iter=None):
     """Fill the removed pixels of each image by the paper's linear imputation, plus ``noise``.
 
     v solves S v - W_rr v = W_rk x on the removed pixels (module docstring), then
@@ -119,6 +120,13 @@ def linear_imputation(x, removed, noise=None, tol=1e-9, max_iter=None):
     R = xp.asarray(removed, dtype=bool)[:, None]  # (B, 1, H, W)
     if bool(R.all(axis=(2, 3)).any()):
         raise ValueError("an image has every pixel removed: linear imputation needs a kept one")
+    return _impute(x, R, noise, tol, max_iter)
+
+
+def _impute(x, R, noise, tol, max_iter):
+    """``linear_imputation`` with R (B, 1, H, W) bool in x's module, known to keep a pixel of
+    every image (``road`` knows it from its masks: no check, no sync per batch)."""
+    xp = get_xp(x)
     v = _solve(x.astype(xp.float64), R, tol, max_iter)
     if noise is not None:
         v = v + xp.asarray(noise, dtype=xp.float64)
@@ -171,8 +179,10 @@ def _cg(x64, R, v, tol, max_iter):
     rs = (r * r).sum(axis=(2, 3), keepdims=True)
     goal = (tol ** 2) * xp.maximum((b * b).sum(axis=(2, 3), keepdims=True), 1e-300)
     limit = max_iter if max_iter is not None else 20 * max(x64.shape[-2:]) + 200
-    for _ in range(limit):
-        if not bool((rs > goal).any()):
+    for it in range(limit):
+        # NOTE: reading the residuals is a host sync on a device: every CG_CHECK iterations,
+        # not every one (at most CG_CHECK - 1 extra steps, each shrinking the residual further)
+        if it % CG_CHECK == 0 and not bool((rs > goal).any()):
             return v
         Mp = M(p)
         pMp = (p * Mp).sum(axis=(2, 3), keepdims=True)
@@ -198,11 +208,9 @@ def removal_masks(maps, percentiles, order, variant=None, seed=0):
     N, H, W = maps.shape
     if check_variant(variant) == "pytorch-grad-cam":
         m = maps if order == "morf" else 1 - maps
-        out = xp.empty((N, len(percentiles), H, W), dtype=bool)
-        for n in range(N):
-            for i, p in enumerate(percentiles):
-                out[n, i] = ~(m[n] < xp.percentile(m[n], p))
-        return out
+        # (P, N) thresholds, one call: percentile along each image's pixels
+        q = xp.percentile(m.reshape(N, -1), tuple(float(p) for p in percentiles), axis=1)
+        return ~(m[:, None] < q.T[:, :, None, None])
     flat = to_numpy(maps).reshape(N, -1)
     rng = np.random.default_rng(seed)
     rank = np.empty(flat.shape, dtype=np.int64)
@@ -261,28 +269,28 @@ def road(model, x, maps, target, percentiles=PERCENTILES, order="morf", scores=N
     # NOTE: pytorch-grad-cam's threshold removes every pixel when the p-th percentile is the
     # map's minimum (a map that is 0 on more than p % of the image, as ReLU'd CAMs often are);
     # nothing is left to impute from (the system is singular: every row sums to 0), so that
-    # score is NaN here
-    everything = to_numpy(removed.reshape(N, P, -1).all(axis=2))
+    # score is NaN here. Read back once (one sync); the batches use the device copy.
+    skip_all = removed.reshape(N, P, -1).all(axis=2)
+    everything = to_numpy(skip_all)
     if everything.any():
         warnings.warn(f"ROAD: {int(everything.sum())} of {everything.size} (image, percentile) "
                       f"pairs remove every pixel (ties at the threshold); their scores are NaN",
                       RuntimeWarning, stacklevel=2)
     group = max(1, batch_size // P)  # images imputed together, one forward of group * P inputs
-    forward, curve = forward_fn(model), []
+    forward, curve, cd = forward_fn(model), [], xp.asarray(c)  # NOTE: targets cross once
     bar = _bar(total=N, desc=f"ROAD {order}", enabled=progress)
     try:
         for s in range(0, N, group):
-            n = np.repeat(np.arange(s, min(s + group, N)), P)
-            gone = removed[s:s + group].reshape((-1,) + maps.shape[1:])
-            skip = everything[s:s + group].reshape(-1)
-            if skip.any():
-                gone = xp.where(xp.asarray(skip)[:, None, None], False, gone)
-            on = xp.asarray(n)
-            y = class_scores(forward(linear_imputation(x[on], gone, noise[on])), c[n], scores)
-            curve.append(xp.where(xp.asarray(skip), xp.nan, y).reshape(-1, P))
-            bar.update(len(n) // P)
+            n = xp.repeat(xp.arange(s, min(s + group, N)), P)  # made on the device
+            gone = removed[s:s + group].reshape((-1, 1) + maps.shape[1:])
+            skip = skip_all[s:s + group].reshape(-1)
+            if everything[s:s + group].any():  # the host copy decides: no sync per batch
+                gone = xp.where(skip[:, None, None, None], False, gone)
+            y = class_scores(forward(_impute(x[n], gone, noise[n], CG_TOL, None)), cd[n], scores)
+            curve.append(xp.where(skip, xp.nan, y).reshape(-1, P))
+            bar.update(int(n.shape[0]) // P)
     finally:
         bar.close()
     fraction = removed.reshape(N, P, -1).mean(axis=2)
-    return RoadResult(xp.concatenate(curve), class_scores(logits, c, scores), fraction,
+    return RoadResult(xp.concatenate(curve), class_scores(logits, cd, scores), fraction,
                       percentiles, order, noise, c, scores, variant)
