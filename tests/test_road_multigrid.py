@@ -199,3 +199,14 @@ def test_vcycle_is_symmetric_positive_definite():
     u = u + np.where(a, mg.prolong(mg.vcycle(levels, pinv, rc, 1), (H, W)), 0.0)
     half = u[0].reshape(len(E[0]), -1)[:, removed[0].reshape(-1)]
     assert np.abs(half - half.T).max() > 1e-3
+
+
+def test_both_solvers_on_the_device_match_the_host(device_xp):
+    """The fake device (CuPy's names only, no implicit host copies), real CuPy with a GPU."""
+    from minicnn.backend import to_numpy
+
+    x, removed = case((13, 17), seed=12)
+    for solve in (metrics.linear_imputation_multigrid, metrics.linear_imputation):
+        dev = solve(device_xp.asarray(x), device_xp.asarray(removed))
+        assert not isinstance(dev, np.ndarray)
+        np.testing.assert_allclose(to_numpy(dev), solve(x, removed), rtol=0, atol=TOL)
