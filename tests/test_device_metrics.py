@@ -29,6 +29,8 @@ from fakecupy import FAKE
 from test_device_workloads import RTOL, same
 
 road_module = importlib.import_module("gradcam.metrics.road")  # (metrics.road: the function)
+multigrid = importlib.import_module("gradcam.metrics.multigrid")
+imputation = importlib.import_module("gradcam.metrics.imputation")
 
 T = np.array([3, 3])  # the classes explained (both images' top-1)
 
@@ -133,32 +135,31 @@ def test_map_as_mask_metrics_match_the_host_within_budget(dev, host, case, fn, v
 
 
 # --------------------------------------------------------------------------- ROAD
-def _cg_counter(monkeypatch):
-    """Count conjugate-gradient steps: _cg calls neighbour_sum 3 times to set up and once per
-    step, so steps = calls - 3 solves."""
-    seen = {"calls": 0, "solves": 0}
-    ns, cg = road_module.neighbour_sum, road_module._cg
+def _pcg_counter(monkeypatch):
+    """Count the multigrid solves and their top-level V-cycles (one before the first step,
+    one per CG step: a solve of k steps makes k + 1 residual checks and k + 1 V-cycles)."""
+    seen = {"solves": 0, "vcycles": 0}
+    pcg, vcycle = multigrid._pcg, multigrid.vcycle
 
-    def counting_ns(v):
-        seen["calls"] += 1
-        return ns(v)
-
-    def counting_cg(*a):
+    def counting_pcg(*a):
         seen["solves"] += 1
-        return cg(*a)
-    monkeypatch.setattr(road_module, "neighbour_sum", counting_ns)
-    monkeypatch.setattr(road_module, "_cg", counting_cg)
+        return pcg(*a)
+
+    def counting_vcycle(levels, pinv, r, l=0):
+        seen["vcycles"] += l == 0
+        return vcycle(levels, pinv, r, l)
+    monkeypatch.setattr(multigrid, "_pcg", counting_pcg)
+    monkeypatch.setattr(multigrid, "vcycle", counting_vcycle)
     return seen
 
 
 def _road_budget(fake, seen, variant):
-    """Outside conjugate gradients: 2 finiteness checks, the official masks' ranking on the
-    host (1), the "every pixel removed" flags read once (1). Inside: one convergence check per
-    CG_CHECK steps, plus the first and the last of each solve."""
-    steps = seen["calls"] - 3 * seen["solves"]
-    cg = [w for k, _, w in fake.log if k == "sync" and w.startswith("road.py")]  # _cg's lines
+    """Outside the solver: 2 finiteness checks, the official masks' ranking on the host (1),
+    the "every pixel removed" flags read once (1). Inside: one residual check per CG step
+    (k + 1 per solve, as many as its V-cycles), none per batch."""
+    cg = [w for k, _, w in fake.log if k == "sync" and w.startswith("multigrid.py")]
     assert fake.syncs - len(cg) <= 3 + (variant is None), fake.log
-    assert len(cg) <= steps / road_module.CG_CHECK + 2 * seen["solves"], (len(cg), steps)
+    assert len(cg) <= seen["vcycles"], (len(cg), seen)
     # the noise (drawn on the host, as on the host), the targets, the official masks
     assert fake.transfers <= 2 + (variant is None), fake.log
 
@@ -168,7 +169,7 @@ def _road_budget(fake, seen, variant):
                                                 ("morf", "pytorch-grad-cam", 16),
                                                 ("lerf", None, 32)])
 def test_road_matches_the_host_within_budget(dev, host, case, monkeypatch, order, variant, side):
-    """32 x 32 also takes the coarse-grid start (a CG solve per grid level)."""
+    """32 x 32 takes a deeper multigrid hierarchy than 16 x 16."""
     xp, fake, model = dev
     x, maps = case
     if side == 32:
@@ -176,7 +177,7 @@ def test_road_matches_the_host_within_budget(dev, host, case, monkeypatch, order
     kw = dict(order=order, variant=variant, percentiles=(20, 50, 80), batch_size=3)
     ref = metrics.road(host, x, maps, T, **kw)
     xd, md = xp.asarray(x), xp.asarray(maps)
-    seen = _cg_counter(monkeypatch)
+    seen = _pcg_counter(monkeypatch)
     r, cost = counted(fake, metrics.road, model, xd, md, T, **kw)  # 2 groups of 3 imputed inputs
     for f in ("curve", "score", "removed_fraction", "noise"):
         same(getattr(r, f), getattr(ref, f), what=f)
@@ -184,20 +185,47 @@ def test_road_matches_the_host_within_budget(dev, host, case, monkeypatch, order
         _road_budget(cost, seen, variant)
 
 
-def test_a_convergence_check_per_cg_step_breaks_the_road_budget(dev, case, monkeypatch):
-    """Negative control: the residuals read back at every CG step (before issue 16's follow-up:
-    51 syncs for this call instead of 12)."""
+def test_a_check_per_batch_breaks_the_road_budget(dev, case, monkeypatch):
+    """Negative control: road calling the public solver, which checks its masks ("every pixel
+    removed", a sync) on every batch, as before issue 16's follow-up."""
     xp, fake, model = dev
     if fake is None:
         pytest.skip("the counts are the fake's")
-    monkeypatch.setattr(road_module, "CG_CHECK", 1)
-    seen = _cg_counter(monkeypatch)
+    seen = _pcg_counter(monkeypatch)
+    monkeypatch.setattr(road_module, "impute_multigrid", lambda x, R, noise:
+                        multigrid.linear_imputation_multigrid(x, R[:, 0], noise))
     x, maps = case
     _, cost = counted(fake, metrics.road, model, xp.asarray(x), xp.asarray(maps), T, batch_size=3,
-            percentiles=(20, 50, 80))
-    monkeypatch.setattr(road_module, "CG_CHECK", 8)  # the budget as the suite states it
+                      percentiles=(20, 50, 80))
     with pytest.raises(AssertionError):
         _road_budget(cost, seen, None)
+
+
+def test_plain_solver_checks_every_cg_check_steps(dev, case, monkeypatch):
+    """The plain (reference-tier) solver on the device: the host's values, and one residual
+    check per CG_CHECK steps plus the last of each solve (3 neighbour sums to set up, one per
+    step); control: CG_CHECK = 1, a check per step, exceeds the same count."""
+    xp, fake, _ = dev
+    if fake is None:
+        pytest.skip("the counts are the fake's")
+    x, maps = np.tile(case[0], (1, 1, 2, 2)), np.tile(case[1], (1, 2, 2))
+    removed = maps > np.median(maps)
+    ref = metrics.linear_imputation(x, removed)
+    checks, stated = [], imputation.CG_CHECK
+    for every in (stated, 1):
+        monkeypatch.setattr(imputation, "CG_CHECK", every)
+        seen = {"calls": 0}
+        ns = imputation.neighbour_sum
+        monkeypatch.setattr(imputation, "neighbour_sum",
+                            lambda v: seen.__setitem__("calls", seen["calls"] + 1) or ns(v))
+        r, cost = counted(fake, metrics.linear_imputation, xp.asarray(x), xp.asarray(removed))
+        monkeypatch.setattr(imputation, "neighbour_sum", ns)
+        same(r, ref, what="plain solver")
+        solves = 2  # the 16 x 16 coarse start, then 32 x 32
+        steps = seen["calls"] - 3 * solves
+        cg = [w for k, _, w in cost.log if k == "sync" and w.startswith("imputation.py")]
+        checks.append(len(cg) <= steps / stated + 2 * solves)
+    assert checks == [True, False], checks
 
 
 # --------------------------------------------------------------------------- similarity

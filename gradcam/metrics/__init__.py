@@ -10,7 +10,8 @@
   insertion curves (Petsiuk et al., arXiv:1806.07421), Average Drop and Increase in Confidence
   (Chattopadhay et al., arXiv:1710.11063v3, Sec. 5), the signed confidence change.
 - ``road``: Remove And Debias (Rong et al., arXiv:2202.00449v2): removal with noisy linear
-  imputation, most- and least-relevant first.
+  imputation, most- and least-relevant first; ``imputation`` (the system, the plain
+  conjugate-gradient solver) and ``multigrid`` (the fast solver ``road`` runs).
 - ``perturbation``: what those share (baselines, the salience order, batched class scores).
 
 ``from gradcam import metrics`` gives every public name of the submodules.
@@ -24,6 +25,8 @@ from .localisation import (area_share, box_iou, connected_components, localisati
                            pixel_saliency, pointing_game, weaker_instance, weaker_share)
 from .occlusion import OcclusionCorrelation, occlusion_correlation  # noqa: F401
 from .perturbation import baseline_image, blur, salience_order  # noqa: F401
-from .road import RoadResult, linear_imputation, removal_masks, road  # noqa: F401
+from .imputation import linear_imputation  # noqa: F401
+from .multigrid import linear_imputation_multigrid  # noqa: F401
+from .road import RoadResult, removal_masks, road  # noqa: F401
 from .similarity import (SSIM_WINDOWS, hog, hog_cells, hog_correlation, ranks,  # noqa: F401
                          spearman, ssim)
