@@ -55,23 +55,22 @@ def cache_folder():
     return Path(base) / "gradcam"
 
 
-def recipe(name, n_train=None, epochs=None):
-    """(training images, epochs, learning rate) of ``name``: ``RECIPES``'s, or the given ones."""
+def recipe(name, n_train=None, epochs=None, lr=None):
+    """(training images, epochs, learning rate) of ``name``: ``RECIPES``'s where None."""
     if name not in RECIPES:
         raise ValueError(f"no training recipe for {name!r}; use one of {', '.join(RECIPES)}")
-    n_recipe, e_recipe, lr = RECIPES[name]
-    return (n_recipe if n_train is None else int(n_train),
-            e_recipe if epochs is None else int(epochs), lr)
+    given = (n_train, epochs, lr)
+    return tuple(r if g is None else type(r)(g) for r, g in zip(RECIPES[name], given))
 
 
-def cache_path(name, seed=0, n_train=None, epochs=None):
-    """The cache file of ``permuted_label_model(name, seed, n_train, epochs)``."""
-    n_train, epochs, lr = recipe(name, n_train, epochs)
+def cache_path(name, seed=0, n_train=None, epochs=None, lr=None):
+    """The cache file of ``permuted_label_model(name, seed, n_train, epochs, lr)``."""
+    n_train, epochs, lr = recipe(name, n_train, epochs, lr)
     return cache_folder() / f"{name}-permuted-seed{seed}-n{n_train}-e{epochs}-lr{lr:g}.npz"
 
 
-def permuted_label_model(name="shapes_cnn", seed=0, n_train=None, epochs=None, cache=True,
-                         progress=False, n_test=500):
+def permuted_label_model(name="shapes_cnn", seed=0, n_train=None, epochs=None, lr=None,
+                         cache=True, progress=False, n_test=500):
     """``name`` trained on permuted labels until it has memorised them (``RECIPES``).
 
     y_perm = y[default_rng(seed).permutation(n_train)]   (the images stay; the labels move)
@@ -80,7 +79,7 @@ def permuted_label_model(name="shapes_cnn", seed=0, n_train=None, epochs=None, c
     ----------
     name : a shapes model of ``RECIPES`` ("shapes_cnn", "shapes_gap")
     seed : seeds the permutation, the initial weights and the batch order
-    n_train, epochs : None: the recipe's; fewer for a quick run
+    n_train, epochs, lr : None: the recipe's; fewer images or epochs for a quick run
     cache : load from / save to ``cache_path(...)``
     progress : print the training progress
     n_test : fresh shapes (the zoo's test seed) for the accuracy on the true labels
@@ -90,8 +89,8 @@ def permuted_label_model(name="shapes_cnn", seed=0, n_train=None, epochs=None, c
     train_accuracy_permuted (how much it memorised), train_accuracy_true and test_accuracy_true
     (what it learned of the shapes: chance, 1/4, if it learned nothing), train_seconds
     """
-    n_train, epochs, lr = recipe(name, n_train, epochs)
-    path = cache_path(name, seed, n_train, epochs)
+    n_train, epochs, lr = recipe(name, n_train, epochs, lr)
+    path = cache_path(name, seed, n_train, epochs, lr)
     model = MODELS[name](seed=seed)
     model.class_names = list(SHAPES_CLASSES)
     if cache and path.exists():

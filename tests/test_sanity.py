@@ -134,6 +134,7 @@ def test_data_randomisation_with_a_cached_permuted_label_model(model, data, tmp_
     files = list((tmp_path / "c").iterdir())
     assert [f.name for f in files] == ["shapes_cnn-permuted-seed1-n64-e1-lr0.001.npz"]
     assert files[0] == cache_path("shapes_cnn", seed=1, n_train=64, epochs=1)
+    assert cache_path("shapes_cnn", 1, 64, 1, lr=3e-3).name.endswith("-e1-lr0.003.npz")
     again = permuted_label_model("shapes_cnn", seed=1, n_train=64, epochs=1)  # from the cache
     for k, v in _state(rnd).items():
         np.testing.assert_array_equal(_state(again)[k], v)

@@ -87,7 +87,7 @@ def _permuted_model(permuted, args):
     if not path.exists():
         print(f"training {args.model} on permuted labels ({n} images, {e} epochs, lr {lr:g}); "
               f"cached in {path}", file=sys.stderr)
-    return permuted.permuted_label_model(args.model, args.seed, n, e)
+    return permuted.permuted_label_model(args.model, args.seed, n, e, lr)
 
 
 def run(args):
