@@ -9,9 +9,10 @@ similarities to the trained model's maps (``gradcam.sanity``).
 Inputs: the ``--image`` files; else, for a shapes model, ``--n`` generated shapes explained for
 their true class; else matplotlib's grace_hopper.jpg, explained for the top-1 class.
 ``--mode data`` compares the model with the same zoo architecture trained on permuted labels
-until it has memorised them (``gradcam.permuted.RECIPES``, about a minute on 2 cores the first
-time, then cached in the user's cache folder) and prints how much it memorised. Files: ``sanity_MODE_I.png`` per
-image and ``sanity_MODE.npz`` (the measures, the maps, the steps and the methods).
+until it has memorised them (``gradcam.permuted.RECIPES``, under a minute on 2 cores the
+first time, then cached in the user's cache folder) and prints how much it memorised. Files:
+``sanity_MODE_I.png`` per image and ``sanity_MODE.npz`` (the measures, the maps, the steps and
+the methods; with --mode data also the permuted-label model's accuracies).
 """
 
 from __future__ import annotations
@@ -122,8 +123,8 @@ def run(args):
              lambda p, n=n: sanity.cascade_figure(
                  res, pictures[n], n, p, title=f"{args.mode} randomisation of {args.model}, "
                  f"image {n}, class {labels[n]}")) for n in range(len(x))]
-    arrays = {"spearman": res.spearman, "spearman_abs": res.spearman_abs, "ssim": res.ssim, "hog": res.hog,
-              "maps": res.maps, "target": res.target, "steps": np.array(res.steps),
+    arrays = {"spearman": res.spearman, "spearman_abs": res.spearman_abs, "ssim": res.ssim,
+              "hog": res.hog, "maps": res.maps, "target": res.target, "steps": np.array(res.steps),
               "methods": np.array(res.methods)}
     if facts is not None:
         arrays.update({k: np.array(facts[k]) for k in ("train_accuracy_permuted",
