@@ -235,6 +235,12 @@ def data_randomisation(model, random_model, x, target=None,
     """Adebayo et al.'s data randomisation test (Sec. 3.2): the maps of ``model`` against
     those of the same architecture trained on permuted labels (``random_model``).
 
+    sim[m, 1, n] = similarity(map_m(model, x_n), map_m(random_model, x_n))
+
+    The test needs a ``random_model`` that has memorised its permuted labels (the paper's
+    networks fit them perfectly): ``gradcam.permuted.permuted_label_model``'s recipe does,
+    and its ``model.permuted`` states the train accuracy on the permuted labels.
+
     Returns
     -------
     SanityResult, mode "data", steps ("trained", "permuted labels")

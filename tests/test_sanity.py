@@ -7,14 +7,16 @@ model (gradcam/permuted.py) and ``gradcam sanity``.
   when the top layers are re-initialised, Grad-CAM's does not;
 - negative control: a "method" that ignores the model (an edge map of the input) keeps
   similarity 1 at every step: it passes no sanity check;
-- data randomisation with a quickly trained permuted-label model, cached outside the package.
+- data randomisation with a quickly trained permuted-label model, cached outside the package;
+- the permuted-label recipe memorises: 20 epochs fit 32 permuted labels (train accuracy 1,
+  true-label test accuracy near chance); the control, 1 epoch, does not fit them.
 """
 
 import numpy as np
 import pytest
 
-from gradcam import cli, sanity
-from gradcam.permuted import cache_folder, permuted_label_model
+from gradcam import cli, permuted, sanity
+from gradcam.permuted import RECIPES, cache_folder, cache_path, permuted_label_model
 from gradcam.registry import _REGISTRY, Method
 from minicnn import zoo
 from minicnn.data import make_shapes
@@ -128,9 +130,11 @@ def test_data_randomisation_with_a_cached_permuted_label_model(model, data, tmp_
                                                                 monkeypatch):
     monkeypatch.setenv("GRADCAM_CACHE", str(tmp_path / "c"))
     assert cache_folder() == tmp_path / "c"
-    rnd = permuted_label_model("shapes_cnn", seed=1, n_train=64, epochs=1)
+    rnd = permuted_label_model("shapes_cnn", seed=1, n_train=64, epochs=1, n_test=50)
     files = list((tmp_path / "c").iterdir())
-    assert [f.name for f in files] == ["shapes_cnn-permuted-seed1-n64-e1.npz"]
+    assert [f.name for f in files] == ["shapes_cnn-permuted-seed1-n64-e1-lr0.001.npz"]
+    assert files[0] == cache_path("shapes_cnn", seed=1, n_train=64, epochs=1)
+    assert cache_path("shapes_cnn", 1, 64, 1, lr=3e-3).name.endswith("-e1-lr0.003.npz")
     again = permuted_label_model("shapes_cnn", seed=1, n_train=64, epochs=1)  # from the cache
     for k, v in _state(rnd).items():
         np.testing.assert_array_equal(_state(again)[k], v)
@@ -145,6 +149,23 @@ def test_data_randomisation_with_a_cached_permuted_label_model(model, data, tmp_
     assert cache_folder() == tmp_path / "xdg" / "gradcam"
     with pytest.raises(ValueError, match="no training recipe"):
         permuted_label_model("vgg16")
+
+
+def test_the_permuted_label_recipe_memorises_a_small_set(tmp_path, monkeypatch):
+    """The recipe's claim at a small scale: with enough steps the network fits labels that
+    carry no information (train accuracy 1) and learns nothing of the shapes (true-label test
+    accuracy near chance, 1/4); the control, one epoch, fits far fewer of them."""
+    monkeypatch.setenv("GRADCAM_CACHE", str(tmp_path))
+    n, e, _ = RECIPES["shapes_cnn"]
+    assert f"{n} images, {e} epochs" in permuted.__doc__   # the docstring states the recipe
+    assert n <= 1024 and e >= 20                           # few images, many steps each
+    fits = permuted_label_model("shapes_cnn", n_train=32, epochs=20, n_test=200).permuted
+    once = permuted_label_model("shapes_cnn", n_train=32, epochs=1, n_test=200).permuted
+    assert fits["train_accuracy_permuted"] == 1.0                      # memorised
+    assert once["train_accuracy_permuted"] <= 0.75                     # control: not yet
+    for f in (fits, once):
+        assert f["test_accuracy_true"] < 0.4 and f["chance"] == 0.25   # no shape learned
+        assert f["train_accuracy_true"] < 0.6   # the permuted labels agree with 1/4 of the true
 
 
 # --------------------------------------------------------------------------- command line
@@ -169,4 +190,24 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["sanity", "--model", "shapes_cnn", "--epochs", "1",
                      "--out", str(tmp_path)]) == 1
     assert "go with --mode data" in capsys.readouterr().err
+    assert cli.main(["sanity", "--model", "vgg16", "--mode", "data",
+                     "--out", str(tmp_path)]) == 1
+    assert "use one of shapes_cnn, shapes_gap, not 'vgg16'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_data_mode_says_how_much_the_network_memorised(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GRADCAM_CACHE", str(tmp_path / "c"))
+    args = ["sanity", "--model", "shapes_cnn", "--n", "1", "--method", "gradcam", "--mode",
+            "data", "--train-images", "32", "--epochs", "2", "--out", str(tmp_path / "o")]
+    assert cli.main(args) == 0
+    out, err = capsys.readouterr()
+    assert "training shapes_cnn on permuted labels (32 images, 2 epochs, lr 0.001)" in err
+    line = next(s for s in out.splitlines() if s.startswith("permuted-label model:"))
+    assert "32 images, 2 epochs" in line and "(chance 0.25)" in line
+    facts = permuted_label_model("shapes_cnn", n_train=32, epochs=2).permuted   # cached
+    assert f"permuted labels {facts['train_accuracy_permuted']:.3f}" in line
+    with np.load(tmp_path / "o" / "sanity_data.npz") as z:
+        assert float(z["test_accuracy_true"]) == facts["test_accuracy_true"]
+    assert cli.main(args) == 0 and "training" not in capsys.readouterr().err   # from the cache
+

@@ -9,13 +9,16 @@ similarities to the trained model's maps (``gradcam.sanity``).
 Inputs: the ``--image`` files; else, for a shapes model, ``--n`` generated shapes explained for
 their true class; else matplotlib's grace_hopper.jpg, explained for the top-1 class.
 ``--mode data`` compares the model with the same zoo architecture trained on permuted labels
-(cached in the user's cache folder; ``gradcam.permuted``). Files: ``sanity_MODE_I.png`` per
-image and ``sanity_MODE.npz`` (the measures, the maps, the steps and the methods).
+until it has memorised them (``gradcam.permuted.RECIPES``, under a minute on 2 cores the
+first time, then cached in the user's cache folder) and prints how much it memorised. Files:
+``sanity_MODE_I.png`` per image and ``sanity_MODE.npz`` (the measures, the maps, the steps and
+the methods; with --mode data also the permuted-label model's accuracies).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
@@ -47,9 +50,9 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the re-initialised weights / the label permutation (default 0)")
     p.add_argument("--epochs", type=common.positive_int,
-                   help="--mode data: training epochs (default: the zoo recipe's)")
+                   help="--mode data: training epochs (default: gradcam.permuted.RECIPES's)")
     p.add_argument("--train-images", type=common.positive_int,
-                   help="--mode data: training images (default: the zoo recipe's)")
+                   help="--mode data: training images (default: gradcam.permuted.RECIPES's)")
     common.add_options(p)
     p.add_argument("--out", default="gradcam-out", help="output folder (default: gradcam-out)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -78,25 +81,41 @@ def _sample_photo():
     return photo()
 
 
+def _permuted_model(permuted, args):
+    """The permuted-label model of ``args.model`` (trained now, with a note, if not cached)."""
+    n, e, lr = permuted.recipe(args.model, args.train_images, args.epochs)
+    path = permuted.cache_path(args.model, args.seed, n, e)
+    if not path.exists():
+        print(f"training {args.model} on permuted labels ({n} images, {e} epochs, lr {lr:g}); "
+              f"cached in {path}", file=sys.stderr)
+    return permuted.permuted_label_model(args.model, args.seed, n, e, lr)
+
+
 def run(args):
     """Run the checks; print the table; write the figures and the .npz."""
-    from .. import sanity
-    from ..permuted import permuted_label_model
+    from .. import permuted, sanity
 
     chosen = common.chosen(args.method)
     options = common.options_for(chosen, common.parse_options(args.option))
-    model = common.resolve_model(args.model)
     if args.mode != "data" and (args.epochs or args.train_images):
         raise common.CLIError("--epochs and --train-images go with --mode data")
+    if args.mode == "data" and args.model not in permuted.RECIPES:
+        raise common.CLIError(f"--mode data retrains the model on permuted labels: use one of "
+                              f"{', '.join(permuted.RECIPES)}, not {args.model!r}")
+    model = common.resolve_model(args.model)
     x, pictures, target = _inputs(args, model)
     names = [m.name for m in chosen]
+    facts = None
     if args.mode == "data":
-        other = permuted_label_model(args.model, args.seed, args.train_images, args.epochs)
+        other = _permuted_model(permuted, args)
+        facts = other.permuted
         res = sanity.data_randomisation(model, other, x, target, names, options)
     else:
         res = sanity.randomisation(model, x, target, names, args.mode, args.seed, options)
     print(f"sanity checks ({args.mode}) of {args.model} on {len(x)} image(s), seed {args.seed}: "
           f"similarity to the trained model's map, mean over images")
+    if facts is not None:
+        print(permuted.describe(facts))
     print(sanity.format_table(res, markdown=args.markdown))
     out = os.path.abspath(args.out)
     labels = [common.class_label(model, int(c)) for c in res.target]
@@ -104,9 +123,12 @@ def run(args):
              lambda p, n=n: sanity.cascade_figure(
                  res, pictures[n], n, p, title=f"{args.mode} randomisation of {args.model}, "
                  f"image {n}, class {labels[n]}")) for n in range(len(x))]
-    arrays = {"spearman": res.spearman, "spearman_abs": res.spearman_abs, "ssim": res.ssim, "hog": res.hog,
-              "maps": res.maps, "target": res.target, "steps": np.array(res.steps),
+    arrays = {"spearman": res.spearman, "spearman_abs": res.spearman_abs, "ssim": res.ssim,
+              "hog": res.hog, "maps": res.maps, "target": res.target, "steps": np.array(res.steps),
               "methods": np.array(res.methods)}
+    if facts is not None:
+        arrays.update({k: np.array(facts[k]) for k in ("train_accuracy_permuted",
+                                                        "test_accuracy_true")})
     jobs.append((os.path.join(out, f"sanity_{args.mode}.npz"),
                  lambda p: common.save_npz(p, arrays)))
     common.print_written(common.write_all(jobs))
