@@ -43,7 +43,7 @@ PHOTO_OCCLUSION = {"window": 32, "stride": 16}
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 # whole-network forwards per channel of EfficientNet-Lite0's 1280-channel head: about a minute
 # per photo for Score-CAM on 2 cores, ten times that for SS-CAM and IS-CAM (10 noisy copies)
-PHOTO_SLOW = ("scorecam", "sscam", "iscam")
+PHOTO_SLOW = ("sscam", "iscam")
 
 
 def protocol_n(names, n, protocol="fast"):
@@ -136,10 +136,12 @@ def evaluate_photos(model, paths, methods=None, options=None, road=False,
     for m in skip:
         failed[titles[m]] = ("left out by the fast protocol: one forward of the whole network "
                              "per channel (1280) and noisy copy; --protocol full runs it")
+    # the Occlusion row with the reference's options is the reference's run (not repeated)
+    keep = {"occlusion": None} if options["occlusion"] == occlusion else {}
     maps, logits = explain_maps(model, x, None, methods=[m for m in titles if m not in skip],
-                                options=options, errors=failed)
+                                options=options, errors=failed, keep=keep)
     target = logits.argmax(axis=1)
-    occ = occlusion_reference(model, x, target, occlusion)
+    occ = occlusion_reference(model, x, target, occlusion, row=keep.get("occlusion"))
     scores = faithfulness_scores(model, x, maps, target, occ, with_road=road, seed=seed)
     rows = {t: None if t not in scores else
             {k: float(np.nanmean(v) if k == "occlusion_rho" else np.mean(v))
