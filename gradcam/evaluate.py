@@ -93,7 +93,8 @@ def scored(methods=None):
     return {n: m.title for n, m in table.items() if n in methods}
 
 
-def explain_maps(model, x, target, layer=None, methods=None, options=None, errors=None):
+def explain_maps(model, x, target, layer=None, methods=None, options=None, errors=None,
+                 keep=None):
     """maps {title: (N, H, W) NumPy >= 0} in the registry's order, and logits (N, classes), for
     images ``x`` and classes ``target``.
 
@@ -103,6 +104,8 @@ def explain_maps(model, x, target, layer=None, methods=None, options=None, error
     ``methods``: registered names (None: all); ``options``: {name: {option: value}}.
     ``errors``: None, a method's ValueError propagates; a dict, it is recorded there as
     {title: message} and the method is skipped, now and in later calls with the same dict.
+    ``keep``: None, or a dict keyed by method names: each of those that runs leaves its
+    ``explain`` result there (the Occlusion row's S^c is the occlusion reference's run).
     """
     table, options, maps = registry(), options or {}, {}
     x = asarray(x, model.device)  # NOTE: host images to a device model's device, once per batch
@@ -120,6 +123,8 @@ def explain_maps(model, x, target, layer=None, methods=None, options=None, error
             errors[title] = " ".join(str(e).split())
             continue
         maps[title] = pixel_saliency(r.pixels) if m.kind == "pixel" else to_numpy(r.heatmap)
+        if keep is not None and name in keep:
+            keep[name] = r
     return maps, logits
 
 
@@ -179,14 +184,19 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
 
     failed = {}  # title -> the ValueError a method raised on this model (n/a, with the note)
 
-    def maps_for(x, target):
-        return explain_maps(model, x, target, layer, run, options, failed)
+    def maps_for(x, target, keep=None):
+        return explain_maps(model, x, target, layer, run, options, failed, keep)
 
+    # NOTE: the Occlusion row with the reference's options explains the faithfulness images
+    # (the first batch) as the reference would: its S^c is the reference, not run twice
+    share = (faithfulness and "occlusion" in run
+             and (options or {}).get("occlusion", {}) == (occlusion or {}))
     single, correct = make_shapes(n_single, seed=seed), []
     tol = ZHANG_TOLERANCE * max(single.masks.shape[1:])  # 15 px at 224 -> 4.3 px at 64
     for i in range(0, n_single, batch):
         sl = slice(i, i + batch)
-        maps, logits = maps_for(single.images[sl], single.labels[sl])
+        keep = {"occlusion": None} if share and i == 0 else {}
+        maps, logits = maps_for(single.images[sl], single.labels[sl], keep)
         correct.append(logits.argmax(axis=1) == single.labels[sl])
         masks, boxes = single.masks[sl], single.boxes[sl]
         _accumulate(acc, maps, {"pointing": lambda s: pointing_game(s, masks),
@@ -197,7 +207,8 @@ def evaluate(model, n_single=200, n_scenes=200, seed=4000, layer=None, batch=BAT
             nf = min(FAITH_N, len(masks))
             # NOTE: the images go to the model's device once; the metrics keep them there
             xf, tf = asarray(single.images[:nf], model.device), single.labels[:nf]
-            occ = occlusion_reference(model, xf, tf, occlusion)
+            occ = occlusion_reference(model, xf, tf, occlusion,
+                                      row=keep.get("occlusion") if nf == len(masks) else None)
             scores = faithfulness_scores(model, xf, {t: m[:nf] for t, m in maps.items()}, tf,
                                          occ, with_road=road, seed=seed)
             for title, row in scores.items():

@@ -11,12 +11,20 @@ n scenes twice, n twin scenes), so at n = 200 IS-CAM alone takes ~25 min.
 Protocol "fast" (the default of ``gradcam evaluate``): every method runs with its own default
 options, on n = min(--n, ``FAST[method]``) images (the table's "n" column); the other methods on
 --n. Protocol "full": every method on --n. The faithfulness columns are measured on the first
-min(n, ``FAITH_N``) single shapes of a row. Rows with the same n share their images.
+min(n, ``FAITH_N``) single shapes of a row. Rows with the same n share their images; rows of
+different n do not (NOTE: ``make_shapes(k, seed)`` is not the first k of ``make_shapes(n, seed)``:
+its label permutation and draws depend on the count), so no per-image work is shared between
+the groups. Within a group, the Occlusion row's S^c is the occlusion reference where they are
+the same run (``occlusion_reference``'s ``row``).
 
 Photos (``evaluate_photos``): no ground truth, so faithfulness only; each photo's top-1 class
-is explained; every method but ``PHOTO_SLOW`` (Score-CAM, SS-CAM, IS-CAM: n/a in the fast
-protocol) runs on every photo; the occlusion reference (and the Occlusion row)
-use a 32 px window at stride 16 (``PHOTO_OCCLUSION``: 169 windows at 224, not 3025). The
+is explained; every method but ``PHOTO_SLOW`` (SS-CAM, IS-CAM: n/a in the fast protocol) runs
+on every photo; the occlusion reference (and the Occlusion row, the same run) use a 32 px
+window at stride 16 (``PHOTO_OCCLUSION``: 169 windows at 224, not 3025). The cost on
+EfficientNet-Lite0 (matplotlib's three photos, 2 cores): Score-CAM 37-140 s per photo, one
+photo at a time at load average 2-4 (one whole-network forward per non-constant channel of the
+1280-channel head, 656-849 here); in the whole run at load 6-9, Score-CAM 332 s per photo,
+SmoothGrad 41 s, Occlusion 37 s, Integrated Gradients 22 s, the others 0.05-5 s. The
 ImageNet validation set is not available offline: the default folder is matplotlib's sample
 data (``photo_folder``).
 """
@@ -41,10 +49,9 @@ FAST = {  # method -> largest n in the fast protocol (about 10 s of localisation
 }
 PHOTO_OCCLUSION = {"window": 32, "stride": 16}
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-# whole-network forwards per channel of EfficientNet-Lite0's 1280-channel head: about 30 s per
-# photo for Score-CAM on 2 quiet cores (benchmarks/README.md), several times that for SS-CAM and
-# IS-CAM (noisy copies of every mask)
-PHOTO_SLOW = ("scorecam", "sscam", "iscam")
+# Score-CAM's whole-network forward per non-constant channel of EfficientNet-Lite0's head, for
+# each of 10 noisy copies: about ten Score-CAMs per photo (Score-CAM: 37-140 s, module docstring)
+PHOTO_SLOW = ("sscam", "iscam")
 
 
 def protocol_n(names, n, protocol="fast"):
@@ -138,10 +145,12 @@ def evaluate_photos(model, paths, methods=None, options=None, road=False,
     for m in skip:
         failed[titles[m]] = ("left out by the fast protocol: one forward of the whole network "
                              "per channel (1280) and noisy copy; --protocol full runs it")
+    # the Occlusion row with the reference's options is the reference's run (not repeated)
+    keep = {"occlusion": None} if options["occlusion"] == occlusion else {}
     maps, logits = explain_maps(model, x, None, methods=[m for m in titles if m not in skip],
-                                options=options, errors=failed)
+                                options=options, errors=failed, keep=keep)
     target = logits.argmax(axis=1)
-    occ = occlusion_reference(model, x, target, occlusion)
+    occ = occlusion_reference(model, x, target, occlusion, row=keep.get("occlusion"))
     scores = faithfulness_scores(model, x, maps, target, occ, with_road=road, seed=seed)
     rows = {t: None if t not in scores else
             {k: float(np.nanmean(v) if k == "occlusion_rho" else np.mean(v))

@@ -64,6 +64,41 @@ def test_protocol_runs_one_evaluate_per_n_and_keeps_the_registry_order(monkeypat
     assert res["methods"]["IS-CAM"] == {"pointing": 4.0} and res["accuracy"] == 30
 
 
+def count_reference_runs(monkeypatch):
+    """The occlusion reference's own runs (``explain`` called by gradcam.evaluate_faithfulness)."""
+    import gradcam.evaluate_faithfulness as EF
+
+    runs, explain = [], EF.explain
+    monkeypatch.setattr(EF, "explain", lambda *a, **k: runs.append(len(a[1])) or explain(*a, **k))
+    return runs
+
+
+def test_protocol_equals_per_group_evaluate_bit_for_bit(shapes_cnn, monkeypatch):
+    """The merged fast-protocol result is, bit for bit, the per-group ``evaluate`` runs whose
+    occlusion reference is run on its own: the Occlusion row's S^c, reused as the reference in
+    its group, changes nothing. Control: a reference of another window changes the Occlusion
+    row's occl. rho and nothing else, so the equality would catch a wrong shared map."""
+    monkeypatch.setitem(F.FAST, "occlusion", 2)  # two groups: Grad-CAM on 3, Occlusion on 2
+    ref = {"window": 16, "stride": 16}  # 16 windows at 64 x 64: milliseconds
+    runs = count_reference_runs(monkeypatch)
+    res = F.evaluate_protocol(shapes_cnn, 3, seed=5, methods=["occlusion", "gradcam"],
+                              faithfulness=True, options={"occlusion": dict(ref)}, occlusion=ref)
+    assert runs == [3]  # the Grad-CAM group's reference only; the Occlusion row's was reused
+    # NOTE: the same options spelled out (0.0 is the default baseline) are not the reference's
+    # dict, so these runs compute the reference on their own
+    own = {**ref, "baseline": 0.0}
+    a = E.evaluate(shapes_cnn, 3, 3, 5, methods=["gradcam"], faithfulness=True, occlusion=ref)
+    b = E.evaluate(shapes_cnn, 2, 2, 5, methods=["occlusion"], faithfulness=True, occlusion=ref,
+                   options={"occlusion": own})
+    assert runs == [3, 3, 2]
+    assert res["methods"] == {**a["methods"], **b["methods"]}
+    assert res["n"] == {"Grad-CAM": 3, "Occlusion": 2} and res["accuracy"] == a["accuracy"]
+    c = E.evaluate(shapes_cnn, 2, 2, 5, methods=["occlusion"], faithfulness=True,
+                   occlusion={**ref, "stride": 8}, options={"occlusion": own})
+    got, other = res["methods"]["Occlusion"], c["methods"]["Occlusion"]
+    assert other != got and {k for k in got if got[k] != other[k]} == {"occlusion_rho"}
+
+
 def test_gradcam_is_more_faithful_than_a_random_map(shapes_cnn):
     """Negative control: a random map deletes the class more slowly, inserts it more slowly and
     correlates less with occlusion than Grad-CAM on the shipped model."""
@@ -110,29 +145,37 @@ def test_format_table_faithfulness_cells():
     assert md[5] == "| CAM | 2 |" + " n/a |" * (len(E.METRICS) + 5)
 
 
-def test_photos_table_on_a_folder(tmp_path, shapes_cnn, capsys):
+def test_photos_table_on_a_folder(tmp_path, shapes_cnn, monkeypatch):
     d = make_shapes(2, seed=3)
     for i, img in enumerate(d.images):
         Image.fromarray((255 * img.transpose(1, 2, 0)).astype(np.uint8)).save(tmp_path / f"{i}.png")
     (tmp_path / "notes.txt").write_text("not a photo")
     paths = F.photo_paths(str(tmp_path))
     assert [p.rsplit("/", 1)[1] for p in paths] == ["0.png", "1.png"]
+    runs = count_reference_runs(monkeypatch)
     res = F.evaluate_photos(shapes_cnn, paths, methods=["gradcam", "saliency", "scorecam",
-                                                       "occlusion"],
+                                                       "sscam", "occlusion"],
                             name="net", occlusion={"window": 16, "stride": 16},
                             options={"occlusion": {}, "gradcam": {}})  # as the CLI passes them
     # the Occlusion row ran with the reference's window: it ranks the pixels as the reference
     # (measured 0.93; its default 8 px window, the control below, 0.50)
     assert res["methods"]["Occlusion"]["occlusion_rho"] > 0.85
+    assert runs == []  # that row's S^c was the reference: no run of its own
     other = F.evaluate_photos(shapes_cnn, paths, methods=["occlusion"], options={
         "occlusion": {"window": 8, "stride": 4}}, occlusion={"window": 16, "stride": 16})
-    assert other["methods"]["Occlusion"]["occlusion_rho"] < 0.7
+    assert other["methods"]["Occlusion"]["occlusion_rho"] < 0.7 and runs == [2]
+    # the same options spelled out (baseline 0.0, the default) run the reference on its own:
+    # the same numbers, bit for bit
+    own = F.evaluate_photos(shapes_cnn, paths, methods=["occlusion"], options={
+        "occlusion": {"baseline": 0.0}}, occlusion={"window": 16, "stride": 16})
+    assert runs == [2, 2] and own["methods"]["Occlusion"] == res["methods"]["Occlusion"]
     assert res["title"].startswith("net on 2 photos (0.png, 1.png)")
-    titles = [gradcam.methods()[m].title for m in ("gradcam", "saliency", "scorecam")]
-    assert list(res["methods"])[:3] == titles
-    assert res["methods"]["Score-CAM"] is None  # the fast protocol leaves it out, with a note
-    assert "left out by the fast protocol" in res["notes"]["Score-CAM"]
-    assert all(0 <= res["methods"][t]["deletion"] <= 1 for t in titles[:2])
+    titles = [gradcam.methods()[m].title for m in ("gradcam", "saliency", "scorecam", "sscam")]
+    assert list(res["methods"])[:4] == titles
+    assert res["methods"]["SS-CAM"] is None  # the fast protocol leaves it out, with a note
+    assert "left out by the fast protocol" in res["notes"]["SS-CAM"]
+    assert set(res["notes"]) == {"SS-CAM"}  # Score-CAM runs in the fast protocol
+    assert all(0 <= res["methods"][t]["deletion"] <= 1 for t in titles[:3])
     assert "| Grad-CAM | " in E.format_table(res)
     assert F.photo_paths(F.photo_folder())[0].endswith("Minduka_Present_Blue_Pack.png")
 
