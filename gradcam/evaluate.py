@@ -12,7 +12,7 @@ Cost and protocol: a whole-family run at n = 200 for every method does not finis
 2 cores (SS-CAM and IS-CAM take 1.5-2 s per image on shapes_cnn, one forward per channel and
 noisy copy; Occlusion 0.7 s; SmoothGrad and Integrated Gradients 0.3-0.4 s; the others 3-130
 ms). The command line's default protocol, "fast" (``gradcam.evaluate_family``), scores those
-methods on fewer images (``FAST``: 4-25, the table's "n" column) and the rest on --n;
+methods on fewer images (``Method.fast_n``: 4-25, the table's "n" column) and the rest on --n;
 ``--protocol full`` scores every method on --n. The faithfulness columns
 (``gradcam.evaluate_faithfulness``) use the first ``FAITH_N`` = 50 single shapes of a row.
 

@@ -9,7 +9,7 @@ per image); Score-CAM ~0.2 s (one forward per channel); SmoothGrad and Integrate
 n scenes twice, n twin scenes), so at n = 200 IS-CAM alone takes ~25 min.
 
 Protocol "fast" (the default of ``gradcam evaluate``): every method runs with its own default
-options, on n = min(--n, ``FAST[method]``) images (the table's "n" column); the other methods on
+options, on n = min(--n, ``Method.fast_n``) images (the table's "n" column); the other methods on
 --n. Protocol "full": every method on --n. The faithfulness columns are measured on the first
 min(n, ``FAITH_N``) single shapes of a row. Rows with the same n share their images; rows of
 different n do not (NOTE: ``make_shapes(k, seed)`` is not the first k of ``make_shapes(n, seed)``:
@@ -18,7 +18,7 @@ the groups. Within a group, the Occlusion row's S^c is the occlusion reference w
 the same run (``occlusion_reference``'s ``row``).
 
 Photos (``evaluate_photos``): no ground truth, so faithfulness only; each photo's top-1 class
-is explained; every method but ``PHOTO_SLOW`` (SS-CAM, IS-CAM: n/a in the fast protocol) runs
+is explained; every method but ``photo_slow()`` (SS-CAM, IS-CAM: n/a in the fast protocol) runs
 on every photo; the occlusion reference (and the Occlusion row, the same run) use a 32 px
 window at stride 16 (``PHOTO_OCCLUSION``: 169 windows at 224, not 3025). The cost on
 EfficientNet-Lite0 (matplotlib's three photos, 2 cores): Score-CAM 37-140 s per photo, one
@@ -41,26 +41,35 @@ from minicnn.backend import asarray, to_numpy
 from .evaluate import evaluate, explain_maps, scored
 from .evaluate_faithfulness import faithfulness_scores, occlusion_reference
 from .progress import progress
+from . import registry
 
 PROTOCOLS = ("fast", "full")
-FAST = {  # method -> largest n in the fast protocol (about 10 s of localisation per row or less)
-    "eigencam": 25, "eigengradcam": 25, "scorecam": 25, "smoothgrad": 10,
-    "integrated-gradients": 10, "occlusion": 10, "sscam": 4, "iscam": 4,
-}
 PHOTO_OCCLUSION = {"window": 32, "stride": 16}
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-# Score-CAM's whole-network forward per non-constant channel of EfficientNet-Lite0's head, for
-# each of 10 noisy copies: about ten Score-CAMs per photo (Score-CAM: 37-140 s, module docstring)
-PHOTO_SLOW = ("sscam", "iscam")
+
+
+def fast_caps():
+    """{method name: fast_n} of the registered methods the fast protocol scores on fewer
+    images (``Method.fast_n``: about 10 s of localisation per row or less on shapes)."""
+    found = (registry.get_method(m) for m in registry.methods())
+    return {m.name: m.fast_n for m in found if m.fast_n is not None}
+
+
+def photo_slow():
+    """The registered methods the fast protocol leaves out on photos (``Method.photo_fast``
+    False: Score-CAM's whole-network forward per non-constant channel of EfficientNet-Lite0's
+    head, for each of 10 noisy copies, about ten Score-CAMs per photo; Score-CAM 37-140 s)."""
+    return tuple(m for m in registry.methods() if not registry.get_method(m).photo_fast)
 
 
 def protocol_n(names, n, protocol="fast"):
-    """{method name: images it is scored on}: min(n, FAST[name]) in "fast", n in "full"."""
+    """{method name: images it is scored on}: min(n, fast_n) in "fast", n in "full"."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    return {m: n if protocol == "full" else min(n, FAST.get(m, n)) for m in names}
+    caps = fast_caps()
+    return {m: n if protocol == "full" else min(n, caps.get(m, n)) for m in names}
 
 
 def evaluate_protocol(model, n=200, seed=4000, methods=None, protocol="fast", name=None,
@@ -125,7 +134,7 @@ def evaluate_photos(model, paths, methods=None, options=None, road=False,
     paths : image files; methods : registered names (None: all)
     options : {method: {option: value}}; the Occlusion row gets ``occlusion`` unless given here
     road : add ROAD's columns; occlusion : the occlusion reference's window and stride
-    protocol : "fast" leaves out ``PHOTO_SLOW`` (n/a, with a note); "full" runs every method
+    protocol : "fast" leaves out ``photo_slow()`` (n/a, with a note); "full" runs every method
     Returns
     -------
     dict: model, title, n (photos), seconds, methods {title: {key: mean} or None}, notes
@@ -141,7 +150,8 @@ def evaluate_photos(model, paths, methods=None, options=None, road=False,
     options["occlusion"] = {**occlusion, **options.get("occlusion", {})}
     failed, titles = {}, scored(methods)
     protocol_n(list(titles), 1, protocol)  # checks the protocol's name
-    skip = [m for m in titles if protocol == "fast" and m in PHOTO_SLOW]
+    slow = photo_slow()
+    skip = [m for m in titles if protocol == "fast" and m in slow]
     for m in skip:
         failed[titles[m]] = ("left out by the fast protocol: one forward of the whole network "
                              "per channel (1280) and noisy copy; --protocol full runs it")

@@ -103,6 +103,11 @@ class Method:
     relu_rule : how ReLUs pass the gradient back in the method's backward ("standard": the true
         gradient; "deconvnet", "guided": Zeiler & Fergus's and Springenberg et al.'s rules)
     options : the method's keyword options and their defaults (``explain(..., **options)``)
+    fast_n : what an image costs, for the evaluation's "fast" protocol: the most images it
+        scores the method on (a method of many forwards or backwards per image, measured in
+        ``gradcam.evaluate_family``'s docstring); None: every image asked for
+    photo_fast : False where one photo costs minutes (a whole-network forward per channel and
+        noisy copy): the fast protocol on photos leaves the method out
     """
 
     name: str
@@ -114,6 +119,8 @@ class Method:
     weighting: Callable[[Context], Any]
     relu_rule: str = "standard"
     options: Mapping[str, Any] = field(default_factory=dict)
+    fast_n: int | None = None
+    photo_fast: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -128,6 +135,9 @@ class Method:
         if not self.needs_grad and self.relu_rule != "standard":
             raise ValueError(f"method {self.name!r}: a relu_rule needs a backward "
                              f"(needs_grad=True)")
+        if self.fast_n is not None and (isinstance(self.fast_n, bool)
+                                        or not isinstance(self.fast_n, int) or self.fast_n < 1):
+            raise ValueError(f"method {self.name!r}: fast_n must be None or an int >= 1")
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
 

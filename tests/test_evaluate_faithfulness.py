@@ -2,6 +2,8 @@
 the fast protocol's n column, the photos table, and one-line errors (gradcam.evaluate_family,
 gradcam.evaluate_faithfulness, gradcam/cli/evaluate.py)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,6 +13,7 @@ from gradcam import cli
 from gradcam import evaluate as E
 from gradcam import evaluate_family as F
 from gradcam.evaluate_faithfulness import FAITHFULNESS, faithfulness_scores, occlusion_reference
+from gradcam.registry import _REGISTRY
 from minicnn import zoo
 from minicnn.data import make_shapes
 
@@ -27,6 +30,11 @@ def test_protocol_caps_only_the_costly_methods():
     assert fast["sscam"] == 4 and fast["iscam"] == 4 and fast["occlusion"] == 10
     assert fast["smoothgrad"] == 10 and fast["scorecam"] == 25 and fast["gradcam"] == 200
     assert F.protocol_n(["sscam", "gradcam"], 3) == {"sscam": 3, "gradcam": 3}  # n below a cap
+    # the registry's fields are the caps: every capped method, and only those
+    assert F.fast_caps() == {"eigencam": 25, "eigengradcam": 25, "scorecam": 25, "sscam": 4,
+                             "iscam": 4, "smoothgrad": 10, "integrated-gradients": 10,
+                             "occlusion": 10}
+    assert F.photo_slow() == ("sscam", "iscam")
     with pytest.raises(ValueError, match="unknown protocol 'quick'"):
         F.protocol_n(names, 200, "quick")
     with pytest.raises(ValueError, match="n must be >= 1"):
@@ -34,13 +42,13 @@ def test_protocol_caps_only_the_costly_methods():
 
 
 def test_the_method_names_kept_outside_the_registry_are_registered():
-    # NOTE: protocol_n reads FAST with .get, so a renamed method would silently lose its cap
-    # (and a photo run would start its 1280 forwards per channel): every such name must exist
+    # NOTE: the fast protocol's caps and the photos' skips are fields of the registry's methods
+    # (Method.fast_n, photo_fast); the selections below are lists, so a renamed method would
+    # silently drop out of them: every such name must exist
     from gradcam.cli import sanity as cli_sanity
 
     registered = set(gradcam.methods())
-    kept = {"FAST": set(F.FAST), "PHOTO_SLOW": set(F.PHOTO_SLOW),
-            "PAPER_METHODS": set(E.PAPER_METHODS), "sanity": set(cli_sanity.DEFAULT_METHODS)}
+    kept = {"PAPER_METHODS": set(E.PAPER_METHODS), "sanity": set(cli_sanity.DEFAULT_METHODS)}
     assert {k: v - registered for k, v in kept.items()} == {k: set() for k in kept}
     assert {"score-cam", "ss-cam"} - registered == {"score-cam", "ss-cam"}  # control: misspelt
 
@@ -78,7 +86,8 @@ def test_protocol_equals_per_group_evaluate_bit_for_bit(shapes_cnn, monkeypatch)
     occlusion reference is run on its own: the Occlusion row's S^c, reused as the reference in
     its group, changes nothing. Control: a reference of another window changes the Occlusion
     row's occl. rho and nothing else, so the equality would catch a wrong shared map."""
-    monkeypatch.setitem(F.FAST, "occlusion", 2)  # two groups: Grad-CAM on 3, Occlusion on 2
+    # two groups: Grad-CAM on 3, Occlusion on 2
+    monkeypatch.setitem(_REGISTRY, "occlusion", replace(_REGISTRY["occlusion"], fast_n=2))
     ref = {"window": 16, "stride": 16}  # 16 windows at 64 x 64: milliseconds
     runs = count_reference_runs(monkeypatch)
     res = F.evaluate_protocol(shapes_cnn, 3, seed=5, methods=["occlusion", "gradcam"],

@@ -7,7 +7,8 @@ one table per model, a row per registered method (the library: ``gradcam.evaluat
 
 The methods that run one forward per channel (Score-CAM and its kin), the sampling methods and
 Occlusion take most of the time: the "fast" protocol (the default) scores them on fewer images
-(the table's "n" column, ``gradcam.evaluate_family.FAST``); ``--protocol full`` on --n.
+(the table's "n" column, each method's ``Method.fast_n`` in the registry); ``--protocol full``
+on --n.
 ``--faithfulness`` adds deletion/insertion AUC, Average Drop, Increase in Confidence and the
 occlusion rank correlation (``--road``: ROAD's two columns too); ``--photos`` adds a table of
 those on a folder of photos with EfficientNet-Lite0 (default: matplotlib's sample photos).

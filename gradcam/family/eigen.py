@@ -142,9 +142,9 @@ def _eigengradcam(ctx):
 METHODS = (
     Method("eigencam", "Eigen-CAM", EIGEN_CAM + " (the projection of A on its first principal "
            "component, A not centred; sign: positive sum)", "channel", False, "last-spatial",
-           _eigencam),
+           _eigencam, fast_n=25),
     Method("eigengradcam", "EigenGradCAM",
            "pytorch-grad-cam 1.5.7, pytorch_grad_cam/eigen_grad_cam.py:21: Eigen-CAM's "
            "projection (" + EIGEN_CAM + ") of dA * A", "position", True, "last-spatial",
-           _eigengradcam),
+           _eigengradcam, fast_n=25),
 )

@@ -11,9 +11,10 @@ and, as for every method, linear_map = sum_k alpha_k A^k and L^c = relu(linear_m
 XGrad-CAM: Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of
 CNNs", BMVC 2020, arXiv:2008.02312v4. The paper derives the weight above from two axioms,
 Sensitivity and Conservation, met as nearly as possible; for a ReLU network the class score
-decomposes as S^c = sum_k sum_ij (dS^c/dA^k_ij) A^k_ij + (bias terms) (the paper's Eq. (5)). NOTE: 0/0 -> 0: a channel whose
-activations sum to exactly 0 gets weight 0 (with A >= 0 that channel is all zeros and adds
-nothing to the map); pytorch-grad-cam and torchcam add a small epsilon instead.
+decomposes as S^c = sum_k sum_ij (dS^c/dA^k_ij) A^k_ij + (bias terms) (the paper's Eq. (5)).
+NOTE: 0/0 -> 0: a channel whose activations sum to exactly 0 gets weight 0 (with A >= 0 that
+channel is all zeros and adds nothing to the map); pytorch-grad-cam and torchcam add a small
+epsilon instead.
 Conservation, tested: on a GAP + Linear head, sum_ij linear_map = y^c - b_c exactly.
 
 HiResCAM: Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful explanations of

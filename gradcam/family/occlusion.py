@@ -109,5 +109,5 @@ METHODS = (
            "sensitivity: the drop of the class score when a window is hidden)",
            "network", False, "network", _occlusion,
            options={"window": 8, "stride": 4, "baseline": 0.0, "score": "probability",
-                    "batch_size": 32}),
+                    "batch_size": 32}, fast_n=10),
 )

@@ -166,9 +166,9 @@ METHODS = (
     Method("smoothgrad", "SmoothGrad",
            "Smilkov et al., 2017, arXiv:1706.03825v1 (the mean of input gradients over noisy "
            "copies)", "pixel", True, "input", _smoothgrad,
-           options={"num_samples": 50, "std": 0.15, "seed": 0, "noise": None}),
+           options={"num_samples": 50, "std": 0.15, "seed": 0, "noise": None}, fast_n=10),
     Method("integrated-gradients", "Integrated Gradients",
            "Sundararajan et al., ICML 2017, arXiv:1703.01365v2, Eq. (1) (its right Riemann sum)",
            "pixel", True, "input", _integrated_gradients,
-           options={"baseline": None, "steps": 50, "rule": "right"}),
+           options={"baseline": None, "steps": 50, "rule": "right"}, fast_n=10),
 )

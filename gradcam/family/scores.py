@@ -201,12 +201,14 @@ _BATCH = {"batch_size": BATCH_SIZE}
 
 METHODS = (
     Method("scorecam", "Score-CAM", SCORE_CAM + ", Sec. 3, Defs. 2-3, Algorithm 1", "channel",
-           False, "last-spatial", _scorecam, options=_BATCH),
+           False, "last-spatial", _scorecam, options=_BATCH, fast_n=25),
     Method("sscam", "SS-CAM", SS_CAM + " (noise on the masks); Score-CAM's Def. 2", "channel",
            False, "last-spatial", _sscam,
-           options={**_BATCH, "num_samples": 10, "std": 2.0, "seed": 0, "noise": None}),
+           options={**_BATCH, "num_samples": 10, "std": 2.0, "seed": 0, "noise": None},
+           fast_n=4, photo_fast=False),
     Method("iscam", "IS-CAM", IS_CAM + " (integration over the mask's scale)", "channel", False,
-           "last-spatial", _iscam, options={**_BATCH, "num_samples": 10}),
+           "last-spatial", _iscam, options={**_BATCH, "num_samples": 10}, fast_n=4,
+           photo_fast=False),
     Method("ablationcam", "Ablation-CAM", ABLATION_CAM + ", Sec. 3", "channel", False,
            "last-spatial", _ablationcam, options=_BATCH),
 )
