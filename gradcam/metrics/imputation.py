@@ -75,10 +75,22 @@ def linear_imputation(x, removed, noise=None, tol=1e-9, max_iter=None):
     (B, C, H, W) in x's dtype and module
     """
     xp = get_xp(x)
-    R = xp.asarray(removed, dtype=bool)[:, None]  # (B, 1, H, W)
+    R = removed_mask(removed, xp)
+    return fill(x, R, _solve(x.astype(xp.float64), R, tol, max_iter), noise)
+
+
+def removed_mask(removed, xp):
+    """R (B, 1, H, W) bool in module ``xp`` from removed (B, H, W); ValueError where an image
+    has no kept pixel (nothing to impute from: the system is singular)."""
+    R = xp.asarray(removed, dtype=bool)[:, None]
     if bool(R.all(axis=(2, 3)).any()):
         raise ValueError("an image has every pixel removed: linear imputation needs a kept one")
-    v = _solve(x.astype(xp.float64), R, tol, max_iter)
+    return R
+
+
+def fill(x, R, v, noise):
+    """out = x where kept, v + noise where removed (R), in x's dtype."""
+    xp = get_xp(x)
     if noise is not None:
         v = v + xp.asarray(noise, dtype=xp.float64)
     return xp.where(R, v, x).astype(x.dtype, copy=False)

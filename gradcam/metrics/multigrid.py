@@ -44,7 +44,7 @@ import warnings
 
 from minicnn.backend import get_xp
 
-from .imputation import neighbour_sum
+from .imputation import fill, neighbour_sum, removed_mask
 
 COARSEST = 16  # grid points at or below which the coarse system is solved densely
 NEAR_ZERO = 1e-12  # eigenvalues below this times the largest count as 0 in the coarse solve
@@ -66,11 +66,7 @@ def linear_imputation_multigrid(x, removed, noise=None, tol=1e-9, max_iter=None)
     -------
     (B, C, H, W) in x's dtype and module
     """
-    xp = get_xp(x)
-    R = xp.asarray(removed, dtype=bool)[:, None]  # (B, 1, H, W)
-    if bool(R.all(axis=(2, 3)).any()):
-        raise ValueError("an image has every pixel removed: linear imputation needs a kept one")
-    return impute_multigrid(x, R, noise, tol, max_iter)
+    return impute_multigrid(x, removed_mask(removed, get_xp(x)), noise, tol, max_iter)
 
 
 def impute_multigrid(x, R, noise=None, tol=1e-9, max_iter=None):
@@ -79,10 +75,7 @@ def impute_multigrid(x, R, noise=None, tol=1e-9, max_iter=None):
     xp = get_xp(x)
     x64 = x.astype(xp.float64)
     b = xp.where(R, neighbour_sum(xp.where(R, 0.0, x64)), 0.0)  # W_rk x on the removed pixels
-    v = _pcg(*hierarchy(R), b, tol, 100 if max_iter is None else max_iter)
-    if noise is not None:
-        v = v + xp.asarray(noise, dtype=xp.float64)
-    return xp.where(R, v, x).astype(x.dtype, copy=False)
+    return fill(x, R, _pcg(*hierarchy(R), b, tol, 100 if max_iter is None else max_iter), noise)
 
 
 def fine_stencil(R):
