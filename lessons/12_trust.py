@@ -178,7 +178,7 @@ C.expect("with the black baseline the random map looks better (the text below ex
 # measures how the network reacts to inputs unlike its training data, not the map. With
 # the blurred baseline a deleted pixel takes a plausible value: the random map's area is
 # 0.66, Grad-CAM's 0.26, and the test tells the map from noise, as the check above asserts.
-# (Rong et al.'s ROAD, `metrics.road`, is built on the same worry.)
+# (Rong et al.'s ROAD, `metrics.road`, is built on the same worry: part 2.)
 #
 # `12_deletion_inputs.png`: one shape, 10% and 30% of its pixels deleted in Grad-CAM's order
 # (top) and at random (bottom), black and blurred baseline; each title gives p^c.
@@ -397,4 +397,4 @@ C.save(fig, "12_relu.png")
 #    Eq. (1) why a region that is evidence against class A gets large |L|, and what map you
 #    would draw to show that evidence on purpose.
 #
-# **Next:** lesson 13 uses Grad-CAM to find a bias in a data set.
+# **Next:** part 2, `12_trust_more.py`: data randomisation and ROAD. Then lesson 13.

@@ -36,6 +36,7 @@ FIGURES = {
     "11_cam_family.py": ["11_family_shapes.png", "11_family_photo.png", "11_twins.png"],
     "12_trust.py": ["12_cascade.png", "12_deletion_inputs.png", "12_curves.png", "12_occlusion.png",
                     "12_relu.png"],
+    "12_trust_more.py": ["12_data.png", "12_road.png"],
     "13_finding_bias.py": ["13_biased_data.png", "13_bias_maps.png", "13_bias_numbers.png"],
 }
 # lessons that need an optional package: lesson -> (module, why)
