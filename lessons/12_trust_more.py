@@ -8,13 +8,13 @@
 # training data): it fills the removed pixels from their neighbours instead.
 #
 # Run it: `python lessons/12_trust_more.py` (6 s once the permuted-label network is cached;
-# the first run trains it: 33 s on quiet cores, up to 2 min while other jobs run; `SMOKE=1`
-# trains a tiny one, 32 shapes for 20 epochs, and runs in 5 s). Figures: `12_data.png`, `12_road.png`.
-# Run part 1 (`12_trust.py`) first: this part uses its words (rho, SSIM, MoRF, baseline).
+# the first run trains it, 50 s in all on 2 cores at load 2.3; `SMOKE=1` trains a tiny one,
+# 32 shapes for 20 epochs, and runs in 5 s). Figures: `12_data.png`, `12_road.png`.
+# Run part 1 (`12_trust.py`) first: this part uses its words (rho, SSIM, deletion, baseline).
 #
 # Papers: Adebayo et al., "Sanity Checks for Saliency Maps", arXiv:1810.03292v3, Sec. 3.2
-# and Fig. 4 (data randomisation); Zhang et al., "Understanding deep learning requires
-# rethinking generalization", arXiv:1611.03530 (networks memorise random labels); Rong et
+# (data randomisation); Zhang et al., "Understanding deep learning requires rethinking
+# generalization", ICLR 2017, arXiv:1611.03530 (networks memorise random labels); Rong et
 # al., "A Consistent and Efficient Evaluation Strategy for Attribution Methods" (ROAD),
 # arXiv:2202.00449v2. Code: `gradcam/permuted.py`, `gradcam/sanity.py`,
 # `gradcam/metrics/imputation.py` (the reference solver), `gradcam/metrics/road.py`.
@@ -46,19 +46,19 @@ model = zoo.shapes_cnn(pretrained=True)
 #
 # Keep the images, permute their labels at random, and train the same architecture until
 # it fits them (Zhang et al. showed that networks can). Nothing in an image predicts its new
-# label, so the network memorises each image, and on fresh shapes it is right at chance,
-# 1/4. Adebayo et al. compare each method's map on the trained network with its map on this
-# one, with the similarity measures of part 1 plus the correlation of HOG features (edge
-# histograms, `metrics.hog_correlation`):
+# label, so the network memorises each image (call it the memoriser), and on fresh shapes it
+# is right at chance, 1/4. Adebayo et al. compare each method's map on the trained network
+# with its map on the memoriser, with the similarity measures of part 1 plus the correlation
+# of HOG features (edge histograms, `metrics.hog_correlation`):
 #
 #     sim = similarity( M(trained, x), M(trained on permuted labels, x) )              (12.6)
 #
 # A method whose maps stay similar cannot be telling you what the network learned from the
 # labels: it fails the check. `permuted.permuted_label_model` trains (and caches) the
 # network; its recipe `permuted.RECIPES` is 512 shapes for 30 epochs, few images and many
-# passes, because with the zoo's recipe (8000 images, 5 epochs) the network ends at 26%:
-# it neither memorised nor learned, which is not the paper's test. SMOKE mode trains on 32
-# shapes for 20 epochs, which memorises them too.
+# passes, because with the zoo's recipe (8000 images, 5 epochs) the network ends at 26%
+# training accuracy: it neither memorised nor learned, which is not the paper's test. SMOKE
+# mode trains on 32 shapes for 20 epochs, which memorises them too.
 
 # %%
 print(permuted.RECIPES)
@@ -107,8 +107,8 @@ C.expect("a map of the trained network is not a map of the memoriser (SSIM well 
 # "permuted labels" rows are (12.6). Look for the method whose maps keep the most in common
 # with the trained network's. In our runs that was guided backprop, by rank correlation and
 # by HOG, as Adebayo et al. found for it; SSIM, which compares the maps as drawn pixel by
-# pixel, did not single it out, because the speckle the memoriser adds over the background
-# costs as much as the kept outline gains. The numbers above are your run's: if a different
+# pixel, did not single it out: the grain the memoriser's map adds over the background
+# costs it about as much as the kept outline gains. The numbers above are your run's: if a different
 # seed ranks the methods differently, that is worth knowing too (how many shapes would you
 # want before you believed a ranking?).
 #
@@ -251,8 +251,8 @@ C.save(fig, "12_road.png")
 # sharp edge to trace; p^c is 0.21, near chance (1/4): the square is gone, and nothing
 # shaped like another class was drawn in its place. The noise (0.01 on pixels in [0, 1])
 # is too faint to see. Bottom: Grad-CAM's curve drops to 0.20 once 20% is removed and stays
-# near chance; the random map's stays above 0.9 up to 40% removed and falls only from 60%,
-# to 0.32 at 90%, when too little of the shape is left untouched. Unlike with part 1's
+# near chance (0.20-0.27); the random map's stays above 0.9 up to 40% removed and falls
+# only from 60%, to 0.32 at 90%, when too little of the shape is left untouched. Unlike with part 1's
 # black baseline, the map that knows nothing scores worse than Grad-CAM, as a negative
 # control should.
 #
