@@ -252,9 +252,9 @@ C.save(fig, "12_road.png")
 # shaped like another class was drawn in its place. The noise (0.01 on pixels in [0, 1])
 # is too faint to see. Bottom: Grad-CAM's curve drops to 0.20 once 20% is removed and stays
 # near chance (0.20-0.27); the random map's stays above 0.9 up to 40% removed and falls
-# only from 60%, to 0.32 at 90%, when too little of the shape is left untouched. Unlike with part 1's
-# black baseline, the map that knows nothing scores worse than Grad-CAM, as a negative
-# control should.
+# only from 60%, to 0.32 at 90%, when too little of the shape is left untouched. Unlike
+# with part 1's black baseline, the map that knows nothing scores worse than Grad-CAM, as a
+# negative control should.
 #
 # **Questions.**
 # 1. The memoriser fits every permuted label, yet a map of it can look like a map of the
