@@ -164,6 +164,25 @@ def test_blocked_im2col_paths_agree(monkeypatch, chunk, geom, threads, wide_min,
     assert cache.x is x  # the cache holds the input itself: no im2col copy, no padded copy
 
 
+@pytest.mark.parametrize("chunk", [50, 1 << 20])  # one image in row blocks; all images in one block
+def test_weight_gradient_sums_every_image(monkeypatch, chunk):
+    """``conv._conv_dw`` makes one product per image and sums them: dw against the plain loops,
+    and (negative control) the same check fails for the loops' dw without the last image, so a
+    sum that dropped an image's share would be caught."""
+    monkeypatch.setattr(conv, "CHUNK", chunk)
+    monkeypatch.setattr(conv, "DW_RUN", 7)  # ragged runs of columns inside each image too
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((3, 4, 6, 5)), rng.standard_normal((6, 2, 3, 3))
+    dout = rng.standard_normal((3, 6, 6, 5))
+    _, cache = K.conv2d_forward(x, w, padding=1, groups=2)
+    dw = K.conv2d_backward(dout, cache, need_dx=False)[1]
+    want = naive.conv2d_backward(dout, naive.conv2d_forward(x, w, padding=1, groups=2)[1])[1]
+    close(dw, want)
+    part = naive.conv2d_backward(dout[:2], naive.conv2d_forward(x[:2], w, padding=1, groups=2)[1])[1]
+    with pytest.raises(AssertionError):
+        close(dw, part)
+
+
 @pytest.mark.usefixtures("small_winograd")
 def test_conv_backward_skips_what_is_not_needed():
     rng = np.random.default_rng(6)

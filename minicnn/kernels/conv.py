@@ -63,22 +63,17 @@ def _windows(x, kernel, stride, dilation, pads, out_hw):
     return windows(xpad, kernel, stride, dilation, (OH, xpad.shape[3])), xpad.shape[3]
 
 
-def cols_block(view, n0, n1, r0, r1, buf, batch_first):
-    """Copy one block of windows into ``buf``: the im2col matrix of images n0:n1, rows r0:r1.
+def cols_block(view, n0, n1, r0, r1, buf):
+    """Copy one block of windows into ``buf``: the im2col matrices of images n0:n1, rows r0:r1,
+    as (nb, C*KH*KW, rows*OW), one matrix per image (the forward, and both gradients).
 
     view : (N, C, KH, KW, OH, OW) from ``windows``
-    batch_first=True  -> (nb, C*KH*KW, rows*OW): one matrix per image (forward, input gradient)
-    batch_first=False -> (C*KH*KW, nb*rows*OW): the batch inside the columns (weight gradient)
     """
     block = view[n0:n1, :, :, :, r0:r1]
     nb, C, KH, KW, R, OW = block.shape
-    if batch_first:
-        cols = buf[:block.size].reshape(nb, C, KH, KW, R, OW)
-        cols[...] = block
-        return cols.reshape(nb, C * KH * KW, R * OW)
-    cols = buf[:block.size].reshape(C, KH, KW, nb, R, OW)
-    cols[...] = block.transpose(1, 2, 3, 0, 4, 5)
-    return cols.reshape(C * KH * KW, nb * R * OW)
+    cols = buf[:block.size].reshape(nb, C, KH, KW, R, OW)
+    cols[...] = block
+    return cols.reshape(nb, C * KH * KW, R * OW)
 
 
 def _conv_gemm(x, w, b, stride, dilation, pads, groups, out_hw):
@@ -105,7 +100,7 @@ def _conv_gemm(x, w, b, stride, dilation, pads, groups, out_hw):
         def block(n0, n1, r0, r1):
             nb, P = n1 - n0, (r1 - r0) * GW
             buf = scratch(nb * C * KH * KW * P, x.dtype, xp)
-            cols = cols_block(view, n0, n1, r0, r1, buf, True).reshape(nb, G, K, P)
+            cols = cols_block(view, n0, n1, r0, r1, buf).reshape(nb, G, K, P)
             # (G, Fg, K) @ (nb, G, K, P) -> (nb, G, Fg, P), written into out[n0:n1, :, r0:r1]
             dst = out[n0:n1, :, r0:r1]
             if GW == OW:
@@ -151,7 +146,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def _conv_dw(dout, c):
-    """dw[g] = sum over blocks of dout[g] (Fg, P) @ cols[g]^T (P, Cg*KH*KW), rebuilt block by block."""
+    """dw[g] = sum over images n of (cols[n, g] (Cg*KH*KW, P) @ dout[n, g]^T (P, Fg))^T.
+
+    The windows are rebuilt block by block in the forward's batch-first layout."""
     xp = get_xp(dout)
     N, F, OH, OW = dout.shape
     _, Cg, KH, KW = c.w.shape
@@ -166,16 +163,18 @@ def _conv_dw(dout, c):
     view = windows(pad(c.x, c.pads), (KH, KW), c.stride, c.dilation, (OH, OW))
 
     def block(n0, n1, r0, r1):
-        buf = scratch((n1 - n0) * (r1 - r0) * C * KH * KW * OW, c.x.dtype, xp)
-        cols = cols_block(view, n0, n1, r0, r1, buf, False).reshape(G, K, -1)  # (G, K, nb*rows*OW)
-        # (nb, F, rows, OW) -> (G, Fg, nb*rows*OW): the batch joins the product's long axis
-        d = dout[n0:n1, :, r0:r1].transpose(1, 0, 2, 3).reshape(G, F // G, -1)
-        # NOTE: as (K, P) @ (P, Fg), transposed, and in runs of DW_RUN columns: OpenBLAS runs this
-        # long-inner-axis product faster that way than as (Fg, P) @ (P, K) in one piece
-        part, dT = 0, d.transpose(0, 2, 1)  # dT: (G, P, Fg)
-        for s in range(0, cols.shape[2], DW_RUN):
-            part = part + xp.matmul(cols[:, :, s:s + DW_RUN], dT[:, s:s + DW_RUN])
-        return part.transpose(0, 2, 1)  # this block's share
+        nb = n1 - n0
+        buf = scratch(nb * (r1 - r0) * C * KH * KW * OW, c.x.dtype, xp)
+        cols = cols_block(view, n0, n1, r0, r1, buf).reshape(nb, G, K, -1)  # (nb, G, K, P)
+        dT = dout[n0:n1, :, r0:r1].reshape(nb, G, F // G, -1).transpose(0, 1, 3, 2)  # (nb, G, P, Fg)
+        # NOTE: one (K, P) @ (P, Fg) product per image, summed over the images after: the
+        # batch-first copy is the forward's fast one (no transpose of the batch into the
+        # columns), and OpenBLAS runs this long-inner-axis product faster as (K, P) @ (P, Fg)
+        # than as (Fg, P) @ (P, K), and in runs of DW_RUN columns
+        part = 0
+        for s in range(0, cols.shape[3], DW_RUN):
+            part = part + xp.matmul(cols[..., s:s + DW_RUN], dT[:, :, s:s + DW_RUN]).sum(axis=0)
+        return part.transpose(0, 2, 1)  # this block's share, (G, Fg, K)
 
     for part in run_blocks(block, block_plan(N, OH, C * KH * KW * OW, CHUNK, xp), xp):
         dw += part
