@@ -73,6 +73,14 @@ def dev(device_xp, request):
     return device_xp, fake, zoo.shapes_gap(pretrained=True).to("cupy")
 
 
+@pytest.fixture
+def counting(dev):
+    """``dev`` on the fake only: the budgets' negative controls read its counts."""
+    if dev[1] is None:
+        pytest.skip("the counts are the fake's")
+    return dev
+
+
 # --------------------------------------------------------------------------- deletion, insertion
 CURVES = [("deletion", "zeros", None), ("deletion", "blur", "torchcam"),
           ("insertion", "blur", None), ("insertion", "zeros", "torchcam"),
@@ -99,11 +107,9 @@ def test_deletion_and_insertion_match_the_host_within_budget(dev, host, case, ki
         budget(cost, 2, 3 + (baseline == "blur") + (variant == "torchcam"), kind)
 
 
-def test_a_sync_per_batch_breaks_the_deletion_budget(dev, case, monkeypatch):
+def test_a_sync_per_batch_breaks_the_deletion_budget(counting, case, monkeypatch):
     """Negative control: class scores read back per batch (a float() of each batch's sum)."""
-    xp, fake, model = dev
-    if fake is None:
-        pytest.skip("the counts are the fake's")
+    xp, fake, model = counting
     scores = perturbation.class_scores
     monkeypatch.setattr(perturbation, "class_scores",
                         lambda *a: (lambda s: (float(s.sum()), s)[1])(scores(*a)))
@@ -185,12 +191,10 @@ def test_road_matches_the_host_within_budget(dev, host, case, monkeypatch, order
         _road_budget(cost, seen, variant)
 
 
-def test_a_check_per_batch_breaks_the_road_budget(dev, case, monkeypatch):
+def test_a_check_per_batch_breaks_the_road_budget(counting, case, monkeypatch):
     """Negative control: road calling the public solver, which checks its masks ("every pixel
     removed", a sync) on every batch, as before issue 16's follow-up."""
-    xp, fake, model = dev
-    if fake is None:
-        pytest.skip("the counts are the fake's")
+    xp, fake, model = counting
     seen = _pcg_counter(monkeypatch)
     monkeypatch.setattr(road_module, "impute_multigrid", lambda x, R, noise:
                         multigrid.linear_imputation_multigrid(x, R[:, 0], noise))
@@ -201,13 +205,11 @@ def test_a_check_per_batch_breaks_the_road_budget(dev, case, monkeypatch):
         _road_budget(cost, seen, None)
 
 
-def test_plain_solver_checks_every_cg_check_steps(dev, case, monkeypatch):
+def test_plain_solver_checks_every_cg_check_steps(counting, case, monkeypatch):
     """The plain (reference-tier) solver on the device: the host's values, and one residual
     check per CG_CHECK steps plus the last of each solve (3 neighbour sums to set up, one per
     step); control: CG_CHECK = 1, a check per step, exceeds the same count."""
-    xp, fake, _ = dev
-    if fake is None:
-        pytest.skip("the counts are the fake's")
+    xp, fake, _ = counting
     x, maps = np.tile(case[0], (1, 1, 2, 2)), np.tile(case[1], (1, 2, 2))
     removed = maps > np.median(maps)
     ref = metrics.linear_imputation(x, removed)
@@ -251,11 +253,9 @@ def test_similarity_measures_stay_on_the_device(dev, case, name):
         budget(cost, 0, 0, name)
 
 
-def test_a_host_made_window_breaks_the_similarity_budget(dev, case, monkeypatch):
+def test_a_host_made_window_breaks_the_similarity_budget(counting, case, monkeypatch):
     """Negative control: SSIM's window built on the host and copied over (the old _kernel)."""
-    xp, fake, _ = dev
-    if fake is None:
-        pytest.skip("the counts are the fake's")
+    xp, fake, _ = counting
     from gradcam.metrics import similarity
 
     kernel = similarity._kernel
@@ -316,12 +316,10 @@ def test_sanity_checks_match_the_host_within_budget(dev, host, case, mode):
         budget(cost, 1 + calls + 2, calls + weights, mode)
 
 
-def test_a_read_back_per_step_breaks_the_sanity_budget(dev, case, monkeypatch):
+def test_a_read_back_per_step_breaks_the_sanity_budget(counting, case, monkeypatch):
     """Negative control: each step's Spearman read back and copied over again (as before:
     five read-backs per step and method)."""
-    xp, fake, model = dev
-    if fake is None:
-        pytest.skip("the counts are the fake's")
+    xp, fake, model = counting
     rho = sanity.spearman
     monkeypatch.setattr(sanity, "spearman", lambda *a, **k: xp.asarray(to_numpy(rho(*a, **k))))
     groups = sanity.layer_groups(model)[:2]
