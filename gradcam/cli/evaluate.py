@@ -23,6 +23,8 @@ from . import common
 
 def add_parser(subparsers):
     """Register ``gradcam evaluate``."""
+    from ..evaluate_family import PROTOCOLS
+
     p = subparsers.add_parser(
         "evaluate", help="evaluation metrics (gradcam.evaluate)",
         description="Evaluate explanation maps where the truth is known: generated shapes with "
@@ -37,7 +39,7 @@ def add_parser(subparsers):
                    help="data seed, an integer >= 0 (default 4000)")
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="registered methods to score (default: all)")
-    p.add_argument("--protocol", choices=("fast", "full"), default="fast",
+    p.add_argument("--protocol", choices=PROTOCOLS, default="fast",
                    help="fast: fewer images for the costly methods (the 'n' column); full: "
                    "--n for every method (default fast)")
     p.add_argument("--faithfulness", action="store_true",
